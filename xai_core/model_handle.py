@@ -1,0 +1,134 @@
+"""``LoadedModel``: a classifier together with everything needed to explain it.
+
+Every method takes a ``LoadedModel`` and a preprocessed input tensor. The handle is shared
+between threads (browser sessions) through the UI's resource cache, so nothing here
+mutates the module after construction: methods must not call ``.backward()`` on it (that
+writes ``.grad`` into shared parameters; use ``torch.autograd.grad``), must not toggle
+``requires_grad`` on its parameters, and must remove any hook they add (see ``hooks.py``).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import ParameterError
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str                      # registry name ("resnet18", "embedded", ...)
+    arch: str                      # architecture name (same as name unless a checkpoint is used)
+    module: nn.Module              # in eval mode, on ``device``
+    categories: list[str]          # class names, index = output unit
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int                # side of the square tensor fed to the network
+    resize_size: int               # shorter side before the centre crop (= input_size: no crop)
+    weights_source: str            # human-readable: torchvision enum, checkpoint path, ...
+    default_layer: str             # dotted module path used by the CAM family by default
+    device: torch.device
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    def card(self) -> dict:
+        """The model card shown on the home page and by the CLI."""
+        return {
+            "name": self.name, "architecture": self.arch, "parameters": self.num_params,
+            "input_size": f"3×{self.input_size}×{self.input_size}", "classes": self.num_classes,
+            "weights": self.weights_source, "device": str(self.device),
+        }
+
+    def conv_layers(self) -> list[str]:
+        """Dotted names of modules whose output is a 4-D feature map (CAM-family candidates)."""
+        return [name for name, m in self.module.named_modules()
+                if name and isinstance(m, (nn.Conv2d, nn.Sequential, nn.ReLU, nn.BatchNorm2d,
+                                           nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d))
+                or _is_block(m)]
+
+    def get_layer(self, name: str) -> nn.Module:
+        try:
+            return self.module.get_submodule(name)
+        except AttributeError:
+            raise ParameterError(f"Model {self.name} has no layer named '{name}'.") from None
+
+    # ------------------------------------------------------------- targets
+    def resolve_target(self, target: int | str) -> int:
+        """A class index, or a class name (exact, case-insensitive, or a unique substring)."""
+        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
+            index = int(target)
+            if not 0 <= index < self.num_classes:
+                raise ParameterError(f"Class index {index} is out of range 0..{self.num_classes - 1}.")
+            return index
+        wanted = str(target).strip().lower()
+        names = [c.lower() for c in self.categories]
+        if wanted in names:
+            return names.index(wanted)
+        hits = [i for i, c in enumerate(names) if wanted in c]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise ParameterError(f"No class of {self.name} is named '{target}'.")
+        shown = ", ".join(self.categories[i] for i in hits[:5])
+        raise ParameterError(f"'{target}' matches several classes ({shown}...); be more specific.")
+
+    def resolve_targets(self, targets: Sequence[int | str]) -> list[int]:
+        return [self.resolve_target(t) for t in targets]
+
+    # --------------------------------------------------------- pre/post-processing
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> normalised float tensor C×H×W on the CPU (resize, centre crop)."""
+        from torchvision.transforms import functional as TF
+
+        img = TF.resize(image.convert("RGB"), self.resize_size,
+                        interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        img = TF.center_crop(img, [self.input_size, self.input_size])
+        x = TF.to_tensor(img)
+        return TF.normalize(x, self.mean, self.std)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of the normalisation, clipped to [0, 1]; works on C×H×W or N×C×H×W."""
+        shape = (-1, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape)
+        return (x * std + mean).clamp(0, 1)
+
+    def to_display(self, x: torch.Tensor) -> np.ndarray:
+        """Normalised C×H×W tensor -> uint8 H×W×3 array for display."""
+        img = self.denormalize(x.detach().float().cpu())
+        return (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+    def normalized_constant(self, value: float | Sequence[float]) -> torch.Tensor:
+        """The normalised tensor value (shape 3×1×1) of a constant colour given in [0, 1]."""
+        v = torch.as_tensor(value, dtype=torch.float32).expand(3)
+        return ((v - torch.tensor(self.mean)) / torch.tensor(self.std)).view(3, 1, 1).to(self.device)
+
+    # --------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, topk: int = 5) -> list[dict]:
+        """Top-k classes for one C×H×W input: ``[{index, name, probability, logit}]``."""
+        logits = self.module(x.unsqueeze(0).to(self.device)).float()[0]
+        probs = logits.softmax(-1)
+        k = min(topk, self.num_classes)
+        top = probs.topk(k)
+        return [{"index": int(i), "name": self.categories[int(i)], "probability": float(p),
+                 "logit": float(logits[int(i)])} for p, i in zip(top.values, top.indices)]
+
+
+def _is_block(m: nn.Module) -> bool:
+    """torchvision's residual/inverted-residual/ConvNeXt blocks: good CAM layers, not leaves."""
+    return type(m).__name__ in {"BasicBlock", "Bottleneck", "MBConv", "CNBlock", "FusedMBConv",
+                                "InvertedResidual", "Conv2dNormActivation"}
