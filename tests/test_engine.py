@@ -68,3 +68,17 @@ def test_map_sum_and_progress():
                            progress=lambda f, m: seen.append(f), message="x")
     assert int(total) == sum(range(10))
     assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast applies on CUDA only")
+def test_fp32_section_inside_map_really_runs_in_fp32():
+    engine = Engine("cuda")
+    a = torch.randn(8, 8, device="cuda")
+
+    def fn(start, stop):
+        half = (a @ a).dtype
+        with engine.autocast(False):
+            full = (a @ a).dtype
+        return torch.tensor([half != torch.float32, full == torch.float32])
+
+    assert bool(engine.map_cat(fn, 1).all())

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import invert_cli, rig_cli
 from .errors import ParameterError, XAIError
 
 _ERROR_EXIT = 2
@@ -156,26 +157,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True)
 
-    for extension in _EXTENSIONS:
-        extension(command)
+    for feature_cli in (rig_cli, invert_cli):  # subcommands that live beside their feature
+        feature_cli.add_command(command)
     return parser
 
 
-def _extensions() -> list[Callable]:
-    """Subcommands living next to their feature: each module has ``add_command(command)``."""
-    found = []
-    for module_name in ("rig_cli", "invert_cli"):
-        try:
-            module = __import__(f"{__package__}.{module_name}", fromlist=["add_command"])
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{module_name}":
-                raise
-            continue
-        found.append(module.add_command)
-    return found
-
-
-_EXTENSIONS = _extensions()
 
 
 # ----------------------------------------------------------------------- main

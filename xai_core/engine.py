@@ -58,8 +58,10 @@ class Engine:
         Methods whose result depends on small differences (IG completeness, Score-CAM
         baselines) call ``engine.autocast(False)`` around that part to keep fp32.
         """
-        if not (enabled and self.use_autocast):
+        if not self.use_autocast:
             return contextlib.nullcontext()
+        if not enabled:  # must actively switch off: ``map`` already runs its work under autocast
+            return torch.autocast("cuda", enabled=False)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 

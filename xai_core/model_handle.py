@@ -33,6 +33,7 @@ class LoadedModel:
     weights_source: str            # human-readable: torchvision enum, checkpoint path, ...
     default_layer: str             # dotted module path used by the CAM family by default
     device: torch.device
+    interpolation: str = "bilinear"  # resize filter of the weights' own preprocessing
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # ------------------------------------------------------------------ facts
@@ -94,7 +95,7 @@ class LoadedModel:
         from torchvision.transforms import functional as TF
 
         img = TF.resize(image.convert("RGB"), self.resize_size,
-                        interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+                        interpolation=TF.InterpolationMode(self.interpolation), antialias=True)
         img = TF.center_crop(img, [self.input_size, self.input_size])
         x = TF.to_tensor(img)
         return TF.normalize(x, self.mean, self.std)

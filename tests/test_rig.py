@@ -1,0 +1,149 @@
+"""RIG: the paper's target rule, support-network training and storage, the region rule, occlusion, CLI."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xai_core import dataset, rig
+from xai_core.embedded import EmbeddedNet
+from xai_core.model_handle import LoadedModel
+
+PAIR = dataset.PART_PAIR
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    """The embedded architecture, narrow and randomly initialised: fast, with BatchNorm like the real one."""
+    torch.manual_seed(0)
+    module = EmbeddedNet(len(dataset.CLASSES), width=4).eval()
+    return LoadedModel(name="tiny", arch="embedded", module=module, categories=list(dataset.CLASSES),
+                       mean=dataset.MEAN, std=dataset.STD, input_size=dataset.IMAGE_SIZE,
+                       resize_size=dataset.IMAGE_SIZE, weights_source="random", default_layer="features.block4",
+                       device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def data(model) -> rig.TrainingData:
+    return rig.embedded_data(model, PAIR, seed=0, n=24)
+
+
+@pytest.fixture(scope="module")
+def supports(model, data, tmp_path_factory) -> rig.SupportNetworks:
+    return rig.train_support_networks(model, data, (0, 2, 8), lr=1e-2, epochs=3, batch_size=8,
+                                      cache_dir=tmp_path_factory.mktemp("rig"))
+
+
+def test_targets_follow_the_papers_rule():
+    a, b = 1, 3
+    logits = torch.arange(20, dtype=torch.float32).view(4, 5)
+    labels = torch.tensor([a, b, 0, a])
+    targets = rig.modified_targets(logits, labels, (a, b), alpha=2.5)
+    expected = logits.clone()
+    expected[0, b] -= 2.5  # an image of A: less B
+    expected[3, b] -= 2.5
+    expected[1, a] -= 2.5  # an image of B: less A
+    torch.testing.assert_close(targets, expected, rtol=0, atol=0)
+    torch.testing.assert_close(logits, torch.arange(20, dtype=torch.float32).view(4, 5))  # input untouched
+
+
+def test_support_networks_reduce_their_mse(model, data, supports):
+    logits = rig.batched_logits(model.module, data.images, model.device)
+    assert [name for name, _ in supports.modules(model)] == ["classifier", "α=2", "α=8"]
+    for alpha in (2.0, 8.0):
+        targets = rig.modified_targets(logits, data.labels, data.classes, alpha)
+        # One logit of each image is off by α before training: MSE = α² / number of classes.
+        assert supports.curves[alpha][0] == pytest.approx(alpha ** 2 / model.num_classes, rel=1e-5)
+        after = float(torch.nn.functional.mse_loss(rig.batched_logits(supports.networks[alpha], data.images,
+                                                                      model.device), targets))
+        assert after < 0.9 * supports.curves[alpha][0]
+    # The classifier itself is never modified by training its copies.
+    torch.testing.assert_close(rig.batched_logits(model.module, data.images, model.device), logits)
+
+
+def test_batched_training_matches_sequential_training(model, data, tmp_path):
+    kwargs = dict(lr=1e-3, epochs=2, batch_size=8)
+    batched = rig.train_support_networks(model, data, (4,), mode="batched", cache_dir=tmp_path / "b", **kwargs)
+    sequential = rig.train_support_networks(model, data, (4,), mode="sequential", cache_dir=tmp_path / "s", **kwargs)
+    np.testing.assert_allclose(batched.curves[4.0], sequential.curves[4.0], rtol=1e-4)
+    for (name, p), q in zip(batched.networks[4.0].named_parameters(), sequential.networks[4.0].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_second_request_loads_stored_networks_without_training(model, data, supports, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training ran although the networks were stored")
+
+    monkeypatch.setattr(rig, "_fit_batched", no_training)
+    monkeypatch.setattr(rig, "_fit_sequential", no_training)
+    again = rig.train_support_networks(model, data, (0, 2, 8), lr=1e-2, epochs=3, batch_size=8,
+                                       cache_dir=supports.directory.parent)
+    assert again.loaded_from_disk and again.key == supports.key
+    assert again.curves == pytest.approx(supports.curves)
+    for alpha in (2.0, 8.0):
+        for p, q in zip(again.networks[alpha].state_dict().values(), supports.networks[alpha].state_dict().values()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    # Another setting is another key: it would train.
+    with pytest.raises(AssertionError, match="training ran"):
+        rig.train_support_networks(model, data, (0, 2, 8), lr=2e-2, epochs=3, batch_size=8,
+                                   cache_dir=supports.directory.parent)
+
+
+def test_important_regions_rule():
+    maps = torch.tensor([[[-5.0, 1.0], [0.8, 0.7]], [[-1.0, -2.0], [0.0, -0.5]]])
+    important = rig.important_regions(maps, tau=0.75)
+    assert important[0].tolist() == [[False, True], [True, False]]   # ≥ 0.75 × max, negatives never
+    assert not important[1].any()                                      # no positive attribution at all
+
+
+def test_rig_region_lies_inside_every_networks_important_region(model, data, supports):
+    explanation = rig.rig_explain(model, data.images[0], supports, tau=0.3, steps=8)
+    assert explanation.network_maps.shape == (3, 2, 64, 64)
+    recomputed = rig.important_regions(torch.from_numpy(explanation.network_maps), 0.3).numpy()
+    np.testing.assert_array_equal(explanation.important, recomputed)
+    np.testing.assert_array_equal(explanation.region, recomputed.all(0))
+    assert explanation.region.any()
+    for k in range(3):
+        assert not (explanation.region & ~explanation.important[k]).any()
+    assert (explanation.rig[~explanation.region] == 0).all()
+    assert (explanation.area["rig"] <= explanation.area["ig_important"]).all()
+
+
+def test_occlusion_logits_black_out_equal_regions(model, data, supports):
+    x = data.images[1]
+    region = np.zeros((64, 64), dtype=bool)
+    region[10:20, 30:40] = True
+    scores = np.random.default_rng(0).random((64, 64))
+    logits = rig.occlusion_logits(model, x, PAIR, region, scores)
+    assert logits.shape == (3, 2)
+    black = model.normalized_constant(0.0)
+    with torch.no_grad():
+        original = model.module(x[None])[0, list(PAIR)]
+        occluded = model.module(torch.where(torch.from_numpy(region), black, x)[None])[0, list(PAIR)]
+        top = rig.top_region(scores, 100)
+        ig_occluded = model.module(torch.where(torch.from_numpy(top), black, x)[None])[0, list(PAIR)]
+    np.testing.assert_allclose(logits, torch.stack([original, occluded, ig_occluded]).numpy(), rtol=1e-4, atol=1e-5)
+    assert top.sum() == region.sum() and scores[top].min() >= scores[~top].max()
+
+
+def test_rig_cli_writes_the_documented_arrays(model, tmp_path, monkeypatch):
+    from xai_core import cli
+
+    for c in PAIR:
+        folder = tmp_path / "train" / dataset.CLASSES[c]
+        folder.mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(dataset.make_sample(3, i, label=c).image).save(folder / f"{i}.png")
+    Image.fromarray(dataset.make_sample(4, 0, label=PAIR[0]).image).save(tmp_path / "query.png")
+    monkeypatch.setattr(cli, "_load_model", lambda args: model)
+    monkeypatch.setenv("XAI_LAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "rig.npz"
+    argv = ["rig", "--model", "embedded", "--classes", ",".join(dataset.CLASSES[c] for c in PAIR),
+            "--data", str(tmp_path / "train"), "--alphas", "0,4", "--epochs", "1", "--steps", "4",
+            "--tau", "0.5", "--image", str(tmp_path / "query.png"), "--out", str(out), "--json"]
+    assert cli.main(argv) == 0
+    with np.load(out) as saved:
+        assert saved["ig"].shape == (2, 64, 64) and saved["rig"].shape == (2, 64, 64)
+        assert saved["logits"].shape == (3, 2)
+        assert saved["network_maps"].shape == (2, 2, 64, 64)
+        np.testing.assert_allclose(saved["ig"], saved["network_maps"][0])
+    assert list((tmp_path / "cache" / "rig").iterdir())  # the networks were stored under XAI_LAB_CACHE

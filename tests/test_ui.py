@@ -1,0 +1,115 @@
+"""The UI's pure parts: colormaps, figure builders, PNG export, ground-truth geometry, result store."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+
+from ui import colormaps, export, figures
+from ui.cache import _ResultStore
+from ui.sidebar import ground_truth_for_input, parse_class_names
+from xai_core import dataset
+from xai_core.models import build_random
+
+
+def test_colormap_ends_and_midpoint():
+    values = np.array([[0.0, 5.0, 10.0]])
+    gray = colormaps.apply(values, "gray")
+    assert gray[0, 0].tolist() == [0, 0, 0] and gray[0, 2].tolist() == [255, 255, 255]
+    assert abs(int(gray[0, 1, 0]) - 128) <= 1
+    viridis = colormaps.apply(values, "viridis", zmin=0, zmax=20)  # explicit range: 10 is the middle
+    assert viridis[0, 2].tolist() == colormaps.apply(np.array([[0.5]]), "viridis", 0, 1)[0, 0].tolist()
+    assert colormaps.plotly_colorscale("gray") == [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]
+    with pytest.raises(ValueError, match="Unknown colormap"):
+        colormaps.apply(values, "rainbow-ish")
+
+
+def test_grid_ranges_shared_separate_and_diverging():
+    a, b = np.array([[0.0, 1.0]]), np.array([[2.0, 4.0]])
+    assert colormaps.grid_ranges([a, None, b], "viridis", shared=True) == [(0.0, 4.0), None, (0.0, 4.0)]
+    assert colormaps.grid_ranges([a, b], "viridis", shared=False) == [(0.0, 1.0), (2.0, 4.0)]
+    signed = np.array([[-1.0, 3.0]])
+    assert colormaps.grid_ranges([signed], colormaps.DIVERGING, shared=False) == [(-3.0, 3.0)]
+    zero = colormaps.apply(np.array([[0.0]]), colormaps.DIVERGING, -3.0, 3.0)[0, 0]
+    assert zero.tolist() == [247, 247, 247]  # zero is the neutral middle colour
+
+
+def test_overlay_resizes_coarse_maps_and_blends():
+    image = np.zeros((32, 32, 3), np.uint8)
+    coarse = np.zeros((4, 4), np.float32)
+    coarse[:, 2:] = 1.0
+    out = colormaps.overlay(image, coarse, "gray", opacity=0.5)
+    assert out.shape == (32, 32, 3)
+    assert out[:, :8].max() == 0 and out[:, -8:].min() >= 127  # left half dark, right half half-white
+
+
+def test_heatmap_grid_has_one_image_per_filled_cell_and_one_shared_colour_bar():
+    image = np.zeros((16, 16, 3), np.uint8)
+    maps = [[np.random.rand(16, 16), None], [np.random.rand(4, 4), np.random.rand(16, 16)]]
+    shared = figures.heatmap_grid(image, maps, ["t1", "t2"], ["m1", "m2"], shared_scale=True)
+    assert sum(isinstance(t, go.Image) for t in shared.data) == 3
+    assert sum(1 for t in shared.data if isinstance(t, go.Scatter) and t.marker.showscale) == 1
+    separate = figures.heatmap_grid([image, image], maps, ["t1", "t2"], ["m1", "m2"], shared_scale=False)
+    assert not any(isinstance(t, go.Scatter) for t in separate.data)
+    with pytest.raises(ValueError, match="Expected one image or 2 images"):
+        figures.heatmap_grid([image] * 3, maps, ["t1", "t2"], ["m1", "m2"])
+
+
+def test_overlay_figure_map_matches_the_image_size_and_range():
+    image = np.zeros((20, 30, 3), np.uint8)
+    fig = figures.overlay_figure(image, np.linspace(-2, 1, 25).reshape(5, 5), colormap=colormaps.DIVERGING)
+    heat = next(t for t in fig.data if isinstance(t, go.Heatmap))
+    assert np.asarray(heat.z).shape == (20, 30)
+    assert (heat.zmin, heat.zmax) == (-2.0, 2.0)
+
+
+def test_prediction_bar_keeps_order_and_labels():
+    preds = [{"index": 3, "name": "cat", "probability": 0.7}, {"index": 1, "name": "dog", "probability": 0.2}]
+    bar = figures.prediction_bar(preds).data[0]
+    assert list(bar.y) == ["cat (3)", "dog (1)"] and list(bar.x) == [0.7, 0.2]
+
+
+def test_grid_png_cells_are_the_same_overlays_as_the_figure():
+    image = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    heat = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    png = Image.open(io.BytesIO(export.grid_png(image, [[heat]], ["t"], ["m"], "jet", 0.5, min_cell_px=128)))
+    assert png.format == "PNG"
+    big = np.asarray(Image.fromarray(image).resize((128, 128), Image.NEAREST))
+    expected = colormaps.overlay(big, heat, "jet", 0.5, *colormaps.grid_ranges([heat], "jet", True)[0])
+    canvas = np.asarray(png.convert("RGB"))
+    # Locate the cell: the only 128×128 block equal to the expected overlay.
+    top, left = np.argwhere((canvas[:, :, 0] == expected[0, 0, 0]) & (canvas[:, :, 1] == expected[0, 0, 1]))[0]
+    assert np.array_equal(canvas[top:top + 128, left:left + 128], expected)
+
+
+def test_ground_truth_is_in_the_models_input_coordinates():
+    sample = dataset.make_sample(3, 5)
+    embedded = build_random("embedded", device="cpu")
+    same = ground_truth_for_input(sample, embedded)  # 64×64 in, no resize: unchanged
+    assert np.array_equal(same["object_mask"], sample.object_mask) and same["box"] == tuple(sample.box)
+    resnet = build_random("resnet18", num_classes=8, device="cpu")  # 64 -> 256 -> centre crop 224
+    truth = ground_truth_for_input(sample, resnet)
+    assert truth["object_mask"].shape == (224, 224)
+    ys, xs = np.nonzero(truth["object_mask"])
+    x0, y0, x1, y1 = truth["box"]
+    assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
+    assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
+    assert truth["object_mask"].sum() == pytest.approx(sample.object_mask.sum() * 16, rel=0.15)
+
+
+def test_class_names_text():
+    assert parse_class_names("cat, dog ,bird") == ["cat", "dog", "bird"]
+    assert parse_class_names("tabby, cat\ndog\n\n") == ["tabby, cat", "dog"]  # lines win over commas
+    assert parse_class_names("  ") is None
+
+
+def test_result_store_evicts_least_recently_used_within_budget():
+    store = _ResultStore(budget_bytes=100)
+    store.put("a", 1, 40)
+    store.put("b", 2, 40)
+    assert store.get("a") == 1  # "a" is now the most recent
+    store.put("c", 3, 40)
+    assert store.get("b") is None and store.get("a") == 1 and store.get("c") == 3

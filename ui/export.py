@@ -1,0 +1,66 @@
+"""PNG downloads composed with PIL (plotly's static export needs kaleido, which we do not ship)."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import colormaps
+from .figures import per_row_images
+
+_LABEL_PX = 18
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _enlarged(image: np.ndarray, min_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    factor = -(-min_side // min(h, w))  # ceil: an integer factor keeps pixels square
+    if factor <= 1:
+        return image
+    return np.asarray(Image.fromarray(image).resize((w * factor, h * factor), Image.NEAREST))
+
+
+def overlay_png(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viridis", opacity: float = 0.5,
+                zmin: float | None = None, zmax: float | None = None) -> bytes:
+    """One overlay as PNG, coloured exactly as ``figures.overlay_figure`` colours it."""
+    if zmin is None and zmax is None:
+        zmin, zmax = colormaps.grid_ranges([heatmap], colormap, shared=False)[0]
+    return png_bytes(colormaps.overlay(image, heatmap, colormap, opacity, zmin, zmax))
+
+
+def grid_png(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
+             row_labels: Sequence[str], col_labels: Sequence[str], colormap: str = "viridis",
+             opacity: float = 0.5, shared_scale: bool = True, min_cell_px: int = 224) -> bytes:
+    """The grid of ``figures.heatmap_grid`` as one PNG, with row and column labels.
+
+    Small images (the embedded dataset's 64×64) are enlarged to ``min_cell_px`` with
+    nearest-neighbour, so pixels stay sharp while the maps are interpolated over them.
+    """
+    n_rows, n_cols = len(row_labels), len(col_labels)
+    row_images = [_enlarged(img, min_cell_px) for img in per_row_images(images, n_rows)]
+    flat = [maps[r][c] for r in range(n_rows) for c in range(n_cols)]
+    ranges = colormaps.grid_ranges(flat, colormap, shared_scale)
+    h, w = row_images[0].shape[:2]
+    label_w = 8 * max((len(s) for s in row_labels), default=0) + 10
+    canvas = Image.new("RGB", (label_w + n_cols * (w + 4), _LABEL_PX + n_rows * (h + 4)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, label in enumerate(col_labels):
+        draw.text((label_w + c * (w + 4) + 2, 3), str(label), fill="black")
+    for i, (heatmap, span) in enumerate(zip(flat, ranges)):
+        r, c = divmod(i, n_cols)
+        top = _LABEL_PX + r * (h + 4)
+        if c == 0:
+            draw.text((4, top + h // 2), str(row_labels[r]), fill="black")
+        if heatmap is not None:
+            cell = colormaps.overlay(row_images[r], heatmap, colormap, opacity, *span)
+            canvas.paste(Image.fromarray(cell), (label_w + c * (w + 4), top))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()

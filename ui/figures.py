@@ -1,0 +1,267 @@
+"""Pure plotly figure builders: numpy in, ``go.Figure`` out; no streamlit here.
+
+Images travel as PNG data URIs inside ``go.Image`` (a few kB instead of a JSON array of
+every pixel); heatmaps are drawn with the colormaps of ``ui.colormaps``, so a figure and its
+PNG export (``ui.export``) look the same.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from . import colormaps
+
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """H×W×3 uint8 -> ``data:image/png;base64,...``."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _hide_axes(fig: go.Figure) -> go.Figure:
+    fig.update_xaxes(visible=False, showgrid=False)
+    fig.update_yaxes(visible=False, showgrid=False, scaleanchor="x")
+    return fig
+
+
+def prediction_bar(predictions: Sequence[dict], title: str = "Top predictions") -> go.Figure:
+    """Horizontal bars of ``[{index, name, probability}]``, most probable on top."""
+    names = [f"{p['name']} ({p['index']})" for p in predictions]
+    probs = [float(p["probability"]) for p in predictions]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{q:.1%}" for q in probs],
+                           textposition="auto", marker_color="#4c78a8",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_layout(title=title, margin=_MARGIN, height=80 + 32 * len(names),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def image_figure(image: np.ndarray, title: str | None = None, height: int | None = None) -> go.Figure:
+    """An H×W×3 uint8 image at its aspect ratio (``height`` in pixels, default: plotly's)."""
+    fig = go.Figure(go.Image(source=png_data_uri(image), hoverinfo="skip"))
+    fig.update_layout(title=title, margin=_MARGIN, height=height)
+    return _hide_axes(fig)
+
+
+def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viridis", opacity: float = 0.5,
+                   zmin: float | None = None, zmax: float | None = None, title: str | None = None) -> go.Figure:
+    """The map over the image, with a colour bar and the map's value on hover.
+
+    The map is resized to the image (CAM maps are coarse); without ``zmin``/``zmax`` the
+    colour range is the map's own (symmetric around zero for the diverging colormap).
+    """
+    h, w = image.shape[:2]
+    values = colormaps.resize(heatmap, h, w)
+    if zmin is None and zmax is None:
+        zmin, zmax = colormaps.grid_ranges([values], colormap, shared=False)[0]
+    zmin, zmax = colormaps.value_range(values, zmin, zmax)
+    fig = go.Figure([
+        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Heatmap(z=values, zmin=zmin, zmax=zmax, opacity=opacity,
+                   colorscale=colormaps.plotly_colorscale(colormap),
+                   hovertemplate="x=%{x}, y=%{y}: %{z:.3g}<extra></extra>"),
+    ])
+    fig.update_layout(title=title, margin=_MARGIN)
+    _hide_axes(fig)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
+                 row_labels: Sequence[str], col_labels: Sequence[str], colormap: str = "viridis",
+                 opacity: float = 0.5, shared_scale: bool = True, cell_px: int = 220) -> go.Figure:
+    """A grid of overlays: ``maps[row][col]`` (rows = targets, columns = methods).
+
+    ``images`` is one H×W×3 image for every cell or one per row. With ``shared_scale`` all
+    cells use one colour range and one colour bar, so strengths compare across cells;
+    otherwise each cell is scaled to its own range. ``None`` cells stay empty.
+    """
+    n_rows, n_cols = len(row_labels), len(col_labels)
+    row_images = per_row_images(images, n_rows)
+    flat = [maps[r][c] for r in range(n_rows) for c in range(n_cols)]
+    ranges = colormaps.grid_ranges(flat, colormap, shared_scale)
+    fig = make_subplots(rows=n_rows, cols=n_cols, column_titles=list(col_labels), row_titles=list(row_labels),
+                        horizontal_spacing=0.01, vertical_spacing=0.02)
+    for i, (heatmap, span) in enumerate(zip(flat, ranges)):
+        r, c = divmod(i, n_cols)
+        if heatmap is None:
+            continue
+        cell = colormaps.overlay(row_images[r], heatmap, colormap, opacity, *span)
+        fig.add_trace(go.Image(source=png_data_uri(cell), hoverinfo="skip"), row=r + 1, col=c + 1)
+    if shared_scale and any(s is not None for s in ranges):
+        lo, hi = next(s for s in ranges if s is not None)
+        # An invisible marker carries the one colour bar of the shared scale.
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo,
+                                             cmax=hi, color=[lo], showscale=True,
+                                             colorbar=dict(thickness=12))))
+    fig.update_layout(margin=dict(l=10, r=40, t=40, b=10), height=40 + cell_px * n_rows,
+                      width=None if n_cols > 4 else 60 + cell_px * n_cols)
+    return _hide_axes(fig)
+
+
+def per_row_images(images: np.ndarray | Sequence[np.ndarray], n_rows: int) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        return [images] * n_rows
+    if len(images) != n_rows:
+        raise ValueError(f"Expected one image or {n_rows} images, got {len(images)}.")
+    return list(images)
+
+
+def mask_figure(image: np.ndarray, object_mask: np.ndarray | None = None, part_mask: np.ndarray | None = None,
+                box: Sequence[int] | None = None, title: str | None = "Ground truth",
+                height: int | None = None) -> go.Figure:
+    """The image with the object mask (blue), the part mask (orange) and the box (red).
+
+    A part mask equal to the object mask (classes without a distinct part) is not drawn.
+    """
+    shown = image.astype(np.float32)
+    if part_mask is not None and object_mask is not None and np.array_equal(part_mask, object_mask):
+        part_mask = None
+    for mask, colour in ((object_mask, (60, 120, 255)), (part_mask, (255, 150, 0))):
+        if mask is not None:
+            m = np.asarray(mask, dtype=bool)[..., None]
+            shown = np.where(m, shown * 0.4 + np.asarray(colour, np.float32) * 0.6, shown)
+    fig = image_figure(shown.round().astype(np.uint8), title, height)
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        fig.add_shape(type="rect", x0=x0 - 0.5, y0=y0 - 0.5, x1=x1 - 0.5, y1=y1 - 0.5,
+                      line=dict(color="red", width=2))
+    return fig
+
+
+def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], x_title: str = "", y_title: str = "",
+                title: str | None = None, markers: bool = True) -> go.Figure:
+    """One line per named series over a shared x (curves: deletion, convergence, loss...)."""
+    mode = "lines+markers" if markers else "lines"
+    fig = go.Figure([go.Scatter(x=list(x), y=list(ys), mode=mode, name=name) for name, ys in series.items()])
+    fig.update_layout(title=title, margin=_MARGIN, xaxis_title=x_title, yaxis_title=y_title,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02))
+    return fig
+
+
+def table_figure(columns: Sequence[str], rows: Sequence[Sequence], title: str | None = None) -> go.Figure:
+    """A small table (e.g. logits before/after occlusion) that exports with its figure."""
+    cells = [[row[i] for row in rows] for i in range(len(columns))]
+    cells = [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else v for v in col] for col in cells]
+    fig = go.Figure(go.Table(header=dict(values=list(columns), align="left"), cells=dict(values=cells, align="left")))
+    fig.update_layout(title=title, margin=_MARGIN, height=60 + 28 * (len(rows) + 1))
+    return fig
+
+
+# ------------------------------------------- occlusion, DeconvNet, inversion (Zeiler & Fergus page)
+def _occluder_centres(starts: Sequence[int], window: int, size: int) -> list[float]:
+    """Pixel coordinate of each occluder's centre (the last windows are cut at the border)."""
+    return [(s + min(s + window, size)) / 2 - 0.5 for s in starts]
+
+
+def position_map_figure(image: np.ndarray, grid: np.ndarray, ys: Sequence[int], xs: Sequence[int], window: int,
+                        colormap: str = "viridis", title: str | None = None, value_label: str = "value",
+                        opacity: float = 0.6) -> go.Figure:
+    """A value per occluder position (Py×Px), each cell drawn over the image at its occluder's centre."""
+    h, w = image.shape[:2]
+    fig = go.Figure([
+        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Heatmap(z=grid, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), opacity=opacity,
+                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=dict(title=value_label, thickness=12),
+                   hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{value_label}: %{{z:.3g}}<extra></extra>"),
+    ])
+    fig.update_layout(title=title, margin=_MARGIN)
+    _hide_axes(fig)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[int, str], ys: Sequence[int],
+                           xs: Sequence[int], window: int, title: str | None = None, opacity: float = 0.6) -> go.Figure:
+    """The most probable class at each occluder position, one colour per class, with a legend."""
+    from plotly.colors import qualitative
+
+    palette = qualitative.Plotly + qualitative.Dark24 + qualitative.Light24
+    present = sorted(names)
+    slot = {c: i for i, c in enumerate(present)}
+    k = len(present)
+    z = np.vectorize(slot.get)(classes).astype(float)
+    colours = [palette[i % len(palette)] for i in range(k)]
+    scale = [stop for i, c in enumerate(colours) for stop in ([i / k, c], [(i + 1) / k, c])]  # flat steps
+    h, w = image.shape[:2]
+    label = np.vectorize(lambda c: f"{names[int(c)]} ({int(c)})")(classes)
+    fig = go.Figure([
+        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Heatmap(z=z, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), zmin=-0.5,
+                   zmax=k - 0.5, colorscale=scale, showscale=False, opacity=opacity, customdata=label,
+                   hovertemplate="occluder centre x=%{x}, y=%{y}<br>%{customdata}<extra></extra>"),
+    ])
+    for c in present:  # legend entries: invisible markers in each class's colour
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{names[c]} ({c})",
+                                 marker=dict(color=colours[slot[c]], size=12, symbol="square")))
+    fig.update_layout(title=title, margin=_MARGIN, showlegend=True,
+                      legend=dict(title="most probable class", orientation="h", yanchor="top", y=-0.02))
+    _hide_axes(fig)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def image_grid_figure(images: Sequence[np.ndarray], labels: Sequence[str], cols: int = 3, cell_px: int = 200,
+                      title: str | None = None) -> go.Figure:
+    """Images (H×W×3 uint8) in a grid with a caption each (DeconvNet projections, frames)."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(labels), horizontal_spacing=0.02,
+                        vertical_spacing=0.06)
+    for i, image in enumerate(images):
+        fig.add_trace(go.Image(source=png_data_uri(image), hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+                      height=(60 if title else 30) + cell_px * rows, width=20 + cell_px * cols)
+    _hide_axes(fig)
+    for i in range(2, rows * cols + 1):  # square pixels in every cell, not only the first
+        fig.layout[f"yaxis{i}"].scaleanchor = f"x{i}"
+    return fig
+
+
+def history_figure(history: dict[str, np.ndarray], series_names: Sequence[str], titles: dict[str, str],
+                   title: str | None = None) -> go.Figure:
+    """Curves against the optimisation step: one panel per term, one line per series (row).
+
+    ``history[term]`` is S×T (steps × series); ``titles`` picks the terms to draw and names them.
+    """
+    terms = [t for t in titles if t in history]
+    fig = make_subplots(rows=len(terms), cols=1, shared_xaxes=True, subplot_titles=[titles[t] for t in terms],
+                        vertical_spacing=0.08)
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+    for r, term in enumerate(terms):
+        values = np.asarray(history[term])
+        steps = np.arange(1, len(values) + 1)
+        for i, name in enumerate(series_names):
+            fig.add_trace(go.Scatter(x=steps, y=values[:, i], mode="lines", name=name, legendgroup=name,
+                                     showlegend=r == 0, line=dict(color=palette[i % len(palette)])),
+                          row=r + 1, col=1)
+    fig.update_xaxes(title_text="step", row=len(terms), col=1)
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60, b=10), height=80 + 170 * len(terms),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02))
+    return fig
+
+
+def learning_curves_figure(curves: dict[str, Sequence[float]],
+                           title: str = "Support networks: MSE against the modified logits") -> go.Figure:
+    """One curve per network; epoch 0 is before training. Log scale: the start grows as α²."""
+    epochs = max(len(c) for c in curves.values())
+    fig = line_figure(range(epochs), curves, "epoch (0 = before training)", "MSE", title)
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def masks_figure(masks: Sequence[np.ndarray], labels: Sequence[str], cell_px: int = 140) -> go.Figure:
+    """H×W masks in [0, 1] in one row, in grey (white = kept); e.g. RISE's random masks."""
+    grey = [np.repeat((np.clip(m, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2) for m in masks]
+    return image_grid_figure(grey, labels, cols=len(grey), cell_px=cell_px)

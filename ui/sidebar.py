@@ -1,0 +1,297 @@
+"""The shared sidebar: model, image, target class and device, the same on every page.
+
+Every page calls ``sidebar()`` first and gets a ``Selection``. Choices survive page
+switches: a widget first drawn on a new page starts from its default, and streamlit forgets
+a widget's key when a page does not draw it, so each value is also kept under a plain
+``xai.*`` key and assigned to the widget's key before the widget is drawn. Uploaded files are kept as bytes for the same reason (an
+uploader is empty again on the next page), and are dropped only by their "Remove" button.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from xai_core import dataset, imageio
+from xai_core.errors import XAIError
+from xai_core.model_handle import LoadedModel
+from xai_core.models import EMBEDDED, list_models
+
+from .cache import bytes_hash, cached_predict, get_model, model_key
+
+DATASET, PHOTO, UPLOAD = "Dataset sample", "Sample photo", "Upload"
+IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
+CHECKPOINT_TYPES = ["pt", "pth", "bin", "ckpt"]
+PREDICTED, CHOSEN = "Predicted class", "Choose a class"
+_MAX_INDEX = 99_999
+_MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class Selection:
+    model: LoadedModel
+    model_key: str                 # hashable id: name, checkpoint hash, class names, device
+    image: Image.Image             # RGB, as chosen (before preprocessing)
+    image_hash: str
+    x: torch.Tensor                # C×H×W on the CPU, ``model.preprocess(image)``
+    target: int                    # class index: the prediction unless the user chose one
+    device: str
+    ground_truth: dict | None      # dataset samples: object_mask, part_mask, box, label (input coords)
+    image_label: str               # human-readable description of the image
+    predictions: list[dict]        # top-5 ``[{index, name, probability, logit}]`` for ``x``
+
+    @property
+    def display_image(self) -> np.ndarray:
+        """``x`` de-normalised: the H×W×3 uint8 image exactly as the network sees it."""
+        return self.model.to_display(self.x)
+
+    @property
+    def target_name(self) -> str:
+        return self.model.categories[self.target]
+
+
+# ------------------------------------------------------------------- persistence
+def _kept(name: str, default: Any = None) -> Any:
+    return st.session_state.get(f"xai.{name}", default)
+
+
+def _keep(name: str, value: Any) -> None:
+    st.session_state[f"xai.{name}"] = value
+
+
+def _persistent(widget: Callable, name: str, default: Any, valid: Callable[[Any], bool] = lambda v: True,
+                **kwargs) -> Any:
+    """Draw ``widget`` under key ``w.NAME`` with its last value restored (or ``default``)."""
+    key = f"w.{name}"
+    value = st.session_state[key] if key in st.session_state else _kept(name, default)
+    # Re-assigning the key, even to its own value, makes the new page's widget take it over
+    # (otherwise a widget first drawn on this page starts from its default).
+    st.session_state[key] = value if valid(value) else default
+    value = widget(key=key, **kwargs)
+    _keep(name, value)
+    return value
+
+
+# --------------------------------------------------------------------- devices
+def _device_widget() -> str:
+    has_cuda = torch.cuda.is_available()
+    force_cpu = _persistent(st.sidebar.checkbox, "force_cpu", False, label="Force CPU", disabled=not has_cuda,
+                            help="Run on the CPU even though a GPU is available." if has_cuda
+                            else "No CUDA GPU was found: everything runs on the CPU.")
+    return "cuda" if has_cuda and not force_cpu else "cpu"
+
+
+# ---------------------------------------------------------------------- models
+def parse_class_names(text: str) -> list[str] | None:
+    """One name per line, or comma-separated on one line; ``None`` when empty."""
+    parts = text.splitlines() if "\n" in text.strip() else text.split(",")
+    names = [p.strip() for p in parts if p.strip()]
+    return names or None
+
+
+def _checkpoint_widgets(model_name: str) -> dict | None:
+    """The uploaded checkpoint that applies to ``model_name``, if any."""
+    with st.sidebar.expander("Custom checkpoint", expanded=_kept("checkpoint") is not None):
+        upload = st.file_uploader("State dict for the selected architecture", type=CHECKPOINT_TYPES,
+                                  key="w.checkpoint_upload")
+        if upload is not None and upload.file_id != (_kept("checkpoint") or {}).get("file_id"):
+            data = upload.getvalue()
+            _keep("checkpoint", {"file_id": upload.file_id, "filename": upload.name, "arch": model_name,
+                                 "bytes": data, "hash": bytes_hash(data)})
+        names_text = _persistent(st.text_area, "class_names_text", "", label="Class names (optional)",
+                                 help="One per line or comma-separated; default: names stored in the "
+                                      "checkpoint, else the architecture's own when the count matches.")
+        checkpoint = _kept("checkpoint")
+        if checkpoint is None:
+            st.caption("Load your own weights (loaded safely with weights_only=True).")
+            return None
+        if upload is None and st.button(f"Remove {checkpoint['filename']}", key="w.checkpoint_remove"):
+            _keep("checkpoint", None)
+            return None
+        if checkpoint["arch"] != model_name:
+            st.caption(f"{checkpoint['filename']} is for {checkpoint['arch']}; select {checkpoint['arch']} to use it.")
+            return None
+        st.caption(f"Using {checkpoint['filename']} for {model_name}.")
+        return {**checkpoint, "class_names": parse_class_names(names_text)}
+
+
+def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[LoadedModel, str]:
+    """The chosen model, or, when it cannot be loaded, the last one that could (error shown)."""
+    class_names = checkpoint["class_names"] if checkpoint else None
+    wanted = {"name": name, "checkpoint": checkpoint, "device": device,
+              "key": model_key(name, checkpoint["hash"] if checkpoint else None, class_names, device)}
+    # A failure is retried only when the choice changes, not on every rerun of the same
+    # choice (loading torchvision weights probes the network, which costs seconds offline).
+    failed = _kept("model_failed")
+    error = failed["message"] if failed and failed["key"] == wanted["key"] == _kept("model_wanted") else None
+    _keep("model_wanted", wanted["key"])
+    if error is None:
+        try:
+            return _get(wanted), wanted["key"]
+        except XAIError as err:
+            error = str(err)
+            _keep("model_failed", {"key": wanted["key"], "message": error})
+    st.sidebar.error(error)
+    fallback = _kept("model_ok") or {"name": EMBEDDED, "checkpoint": None, "device": device,
+                                     "key": model_key(EMBEDDED, None, None, device)}
+    if fallback["key"] == wanted["key"]:
+        st.stop()
+    st.sidebar.caption(f"Still showing {fallback['name']}.")
+    try:
+        return _get(fallback), fallback["key"]
+    except XAIError as err:
+        st.error(str(err))
+        st.stop()
+
+
+def _get(choice: dict) -> LoadedModel:
+    checkpoint = choice["checkpoint"]
+    model = get_model(choice["name"], checkpoint["bytes"] if checkpoint else None,
+                      checkpoint["class_names"] if checkpoint else None, choice["device"],
+                      checkpoint_hash=checkpoint["hash"] if checkpoint else None,
+                      checkpoint_name=checkpoint["filename"] if checkpoint else "")
+    _keep("model_ok", choice)
+    return model
+
+
+def _model_widgets(device: str) -> tuple[LoadedModel, str]:
+    rows = {row["name"]: row for row in list_models()}
+    name = _persistent(st.sidebar.selectbox, "model", EMBEDDED, lambda v: v in rows, label="Model",
+                       options=list(rows),
+                       format_func=lambda n: n if rows[n]["weights_available"] else f"{n} (weights unavailable)")
+    st.sidebar.caption(rows[name]["description"])
+    return _load_selected(name, _checkpoint_widgets(name), device)
+
+
+# ---------------------------------------------------------------------- images
+def _resize_geometry(model: LoadedModel, width: int, height: int) -> tuple[float, float, int, int]:
+    """Scale factors and crop offsets of ``model.preprocess`` (resize shorter side, centre crop)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(model.resize_size * long / short)
+    new_w, new_h = (model.resize_size, new_long) if width <= height else (new_long, model.resize_size)
+    left = int(round((new_w - model.input_size) / 2.0))
+    top = int(round((new_h - model.input_size) / 2.0))
+    return new_w / width, new_h / height, left, top
+
+
+def _mask_to_input(mask: np.ndarray, model: LoadedModel) -> np.ndarray:
+    from torchvision.transforms import functional as TF
+
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    img = TF.resize(img, model.resize_size, interpolation=TF.InterpolationMode.NEAREST)
+    img = TF.center_crop(img, [model.input_size, model.input_size])
+    return np.asarray(img) > 127
+
+
+def ground_truth_for_input(sample: dataset.Sample, model: LoadedModel) -> dict:
+    """The sample's masks and box in the coordinates of ``model.preprocess(sample.pil())``."""
+    height, width = sample.image.shape[:2]
+    sx, sy, left, top = _resize_geometry(model, width, height)
+    x0, y0, x1, y1 = sample.box
+    size = model.input_size
+    box = (int(np.clip(round(x0 * sx) - left, 0, size)), int(np.clip(round(y0 * sy) - top, 0, size)),
+           int(np.clip(round(x1 * sx) - left, 0, size)), int(np.clip(round(y1 * sy) - top, 0, size)))
+    return {"object_mask": _mask_to_input(sample.object_mask, model),
+            "part_mask": _mask_to_input(sample.part_mask, model), "box": box,
+            "label": sample.label, "label_name": sample.class_name}
+
+
+def read_upload(data: bytes, filename: str) -> Image.Image:
+    """Decode an uploaded image; ``ImageError`` (one sentence) when it is not usable."""
+    named = io.BytesIO(data)
+    named.name = filename  # so the error message names the file
+    return imageio.load_image(named)
+
+
+def _dataset_image() -> tuple[Image.Image, dataset.Sample, str]:
+    seed = _persistent(st.sidebar.number_input, "seed", 0, label="Dataset seed", min_value=0, max_value=_MAX_SEED,
+                       step=1, help="Each (seed, index) pair always gives the same image.")
+    index = _persistent(st.sidebar.number_input, "index", 0, label="Sample index", min_value=0,
+                        max_value=_MAX_INDEX, step=1)
+    sample = dataset.make_sample(int(seed), int(index))
+    return sample.pil(), sample, f"Dataset sample seed {seed}, #{index} (true class: {sample.class_name})"
+
+
+def _photo_image() -> tuple[Image.Image, str]:
+    names = imageio.list_samples()
+    name = _persistent(st.sidebar.selectbox, "photo", names[0], lambda v: v in names, label="Photo",
+                       options=names)
+    return imageio.load_sample(name), f"Sample photo: {name}"
+
+
+def _upload_image() -> tuple[Image.Image, str] | None:
+    upload = st.sidebar.file_uploader("Image (JPEG, PNG, WebP, BMP, TIFF, GIF)", type=UPLOAD_TYPES,
+                                      key="w.image_upload")
+    kept = _kept("upload")
+    if upload is not None and upload.file_id != (kept or {}).get("file_id"):
+        try:
+            image = read_upload(upload.getvalue(), upload.name)
+        except XAIError as err:
+            st.sidebar.error(str(err))  # the previous upload, if any, stays selected
+        else:
+            kept = {"file_id": upload.file_id, "filename": upload.name, "image": image}
+            _keep("upload", kept)
+    if kept is None:
+        return None
+    if upload is None and st.sidebar.button(f"Remove {kept['filename']}", key="w.image_remove"):
+        _keep("upload", None)
+        return None
+    return kept["image"], f"Upload: {kept['filename']}"
+
+
+def _image_widgets() -> tuple[Image.Image, dataset.Sample | None, str]:
+    source = _persistent(st.sidebar.radio, "source", DATASET, lambda v: v in IMAGE_SOURCES, label="Image",
+                         options=IMAGE_SOURCES, horizontal=True)
+    chosen = _photo_image() if source == PHOTO else _upload_image() if source == UPLOAD else None
+    if chosen is not None:
+        image, label = chosen
+        return image, None, label
+    if source == UPLOAD:
+        st.sidebar.info("No image uploaded yet: showing the dataset sample below.")
+    return _dataset_image()
+
+
+def _prepared(image: Image.Image, model: LoadedModel, key: str) -> tuple[str, torch.Tensor]:
+    """Hash and preprocessed tensor, reused while the same image object and model stay selected
+    (an uploaded photo is kept as one object: no re-hashing and resizing of megapixels per rerun)."""
+    memo = _kept("prepared")
+    if memo is None or memo["image"] is not image or memo["model_key"] != key:
+        memo = {"image": image, "model_key": key, "hash": imageio.image_hash(image), "x": model.preprocess(image)}
+        _keep("prepared", memo)
+    return memo["hash"], memo["x"].clone()  # pages may edit their copy
+
+
+# --------------------------------------------------------------------- targets
+def _target_widgets(model: LoadedModel, predicted: int) -> int:
+    mode = _persistent(st.sidebar.radio, "target_mode", PREDICTED, lambda v: v in (PREDICTED, CHOSEN),
+                       label="Target class", options=(PREDICTED, CHOSEN), horizontal=True)
+    if mode == PREDICTED:
+        st.sidebar.caption(f"Explaining the prediction: {model.categories[predicted]} ({predicted}).")
+        return predicted
+    n = model.num_classes
+    return _persistent(st.sidebar.selectbox, "target", predicted, lambda v: isinstance(v, int) and 0 <= v < n,
+                       label="Class (type to search)", options=range(n),
+                       format_func=lambda i: f"{model.categories[i]} ({i})")
+
+
+# ------------------------------------------------------------------------ main
+def sidebar() -> Selection:
+    """Draw the shared sidebar and return what the user selected."""
+    st.set_page_config(page_title="XAI Lab", page_icon="🔍", layout="wide")
+    st.sidebar.header("XAI Lab")
+    device = _device_widget()
+    model, key = _model_widgets(device)
+    image, sample, image_label = _image_widgets()
+    image_hash, x = _prepared(image, model, key)
+    predictions = cached_predict(model, key, image_hash, x.numpy(), 5)
+    target = _target_widgets(model, predictions[0]["index"])
+    ground_truth = ground_truth_for_input(sample, model) if sample is not None else None
+    return Selection(model=model, model_key=key, image=image, image_hash=image_hash, x=x, target=int(target),
+                     device=str(model.device), ground_truth=ground_truth, image_label=image_label,
+                     predictions=predictions)

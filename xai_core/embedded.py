@@ -1,0 +1,68 @@
+"""The embedded model: a compact CNN trained on the procedural dataset (``dataset.py``).
+
+Its head is conv features -> global average pooling -> one linear layer, the architecture
+CAM was defined for, so CAM, Grad-CAM and their relatives all apply and agree in spirit.
+The checkpoint ships with the repository (``assets/embedded.pt``, written by
+``scripts/train_embedded.py``), so the app opens on a model without any download.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import dataset
+from .errors import CheckpointError
+
+CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "embedded.pt"
+DEFAULT_LAYER = "features.block4"  # last conv block: 16×16 maps, one cell per 4×4 pixels
+
+
+def _conv_block(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, dilation * (kernel // 2), dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class EmbeddedNet(nn.Module):
+    """64×64 RGB -> ``num_classes`` logits; ``features`` ends on a 16×16 map for CAM.
+
+    The strided 5×5 stem sees every pixel (the dot/cross marker is only ~5 px wide) while
+    halving the cost of the layers after it. The last two blocks are dilated: each unit
+    sees 43 px, enough to relate a shape's corners and edges without pooling below 16×16.
+    """
+
+    def __init__(self, num_classes: int = len(dataset.CLASSES), width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential()
+        self.features.add_module("block1", _conv_block(3, w, kernel=5, stride=2))   # 32×32
+        self.features.add_module("block2", _conv_block(w, 3 * w // 2))
+        self.features.add_module("pool", nn.MaxPool2d(2))                           # 16×16
+        self.features.add_module("block3", _conv_block(3 * w // 2, 3 * w, dilation=2))
+        self.features.add_module("block4", _conv_block(3 * w, 4 * w, dilation=2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def save_embedded(model: EmbeddedNet, path: Path = CHECKPOINT) -> int:
+    """Write the checkpoint (state dict + the facts needed to rebuild it); returns its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "classes": list(dataset.CLASSES),
+                "image_size": dataset.IMAGE_SIZE, "width": model.fc.in_features // 4}, path)
+    return path.stat().st_size
+
+
+def load_embedded(device: torch.device | str = "cpu", path: Path = CHECKPOINT) -> EmbeddedNet:
+    """The trained model in eval mode on ``device``."""
+    if not Path(path).exists():
+        raise CheckpointError(f"The embedded model checkpoint {path} is missing; run scripts/train_embedded.py.")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("classes") != list(dataset.CLASSES) or saved.get("image_size") != dataset.IMAGE_SIZE:
+        raise CheckpointError(f"The checkpoint {path} was trained on another version of the embedded dataset.")
+    model = EmbeddedNet(len(dataset.CLASSES), width=saved["width"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
