@@ -204,4 +204,5 @@ if embedded:
         st.table(pd.DataFrame({"value": summary}).astype(str))
         st.caption("share: positive attribution inside the part over all positive attribution; precision: share of "
                    "the selected pixels on the part (RIG region vs the equally large top-IG region); part_area is "
-                   "chance level.")
+                   "chance level; margin: own-class minus other-class logit, original and after blacking out the "
+                   "RIG region or the equally large top-IG region; flipped: share of decisions changed.")

@@ -281,8 +281,8 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
                            cache_dir: str | os.PathLike | None = None) -> SupportNetworks:
     """One support regression network per α > 0, read from disk when trained before with the same settings.
 
-    ``mode``: "batched" (all copies in one vmapped pass; 1.6× the throughput of plain training
-    on CPU for the embedded net and ResNet-18, see ``bench/bench_ig_rig.py``) or "sequential"
+    ``mode``: "batched" (all copies in one vmapped pass; 1.1–2.6× the throughput of plain
+    training on CPU for the embedded net and ResNet-18, see ``bench/bench_ig_rig.py``) or "sequential"
     (one copy after the other, K times less memory; also the fallback when batched runs out of memory).
     """
     alphas = [float(a) for a in alphas]
@@ -483,7 +483,10 @@ def part_share_report(model: LoadedModel, supports: SupportNetworks, *, seed: in
     ``ig_share``/``rig_share``: positive attribution inside ``part_mask`` over all positive
     attribution (mean over images; RIG only over images whose region is not empty);
     ``*_precision``: share of the selected pixels that lie on the part — RIG region vs the
-    equally large top plain-IG region; ``part_area``: the part's share of the image (chance level).
+    equally large top plain-IG region; ``part_area``: the part's share of the image (chance level);
+    ``margin_*``: own-class logit minus the other class's logit — original, with the RIG regions
+    blacked out, with an equally large top-IG region blacked out (``occlusion_logits``);
+    ``flipped_*``: share of images whose pair decision changes under that occlusion.
     """
     from . import dataset
 
@@ -498,7 +501,13 @@ def part_share_report(model: LoadedModel, supports: SupportNetworks, *, seed: in
         rig_map = explanation.rig[own]
         region = explanation.region[own]
         ig_top = top_region(ig_positive, int(region.sum()))
+        logits = occlusion_logits(model, x, supports.classes, explanation.occlusion_region, explanation.ig_scores)
+        margins = logits[:, own] - logits[:, 1 - own]
         rows.append({
+            "margin_original": float(margins[0]), "margin_rig_occluded": float(margins[1]),
+            "margin_ig_occluded": float(margins[2]),
+            "flipped_rig": float((margins[1] < 0) != (margins[0] < 0)),
+            "flipped_ig": float((margins[2] < 0) != (margins[0] < 0)),
             "ig_share": float(ig_positive[part].sum() / max(ig_positive.sum(), 1e-12)),
             "rig_share": float(rig_map[part].sum() / rig_map.sum()) if rig_map.sum() > 0 else np.nan,
             "rig_precision": float(part[region].mean()) if region.any() else np.nan,

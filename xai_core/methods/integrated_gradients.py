@@ -102,8 +102,8 @@ def integrated_gradients(module: nn.Module, x: torch.Tensor, baselines: torch.Te
     One forward pass per batch of path points serves every target; each target then gets one
     backward pass through the retained graph (``autograd.grad`` — no ``.grad`` written into the
     shared parameters). Measured on CPU (``bench/bench_ig_rig.py``), the batched vector-Jacobian
-    product (``is_grads_batched``, the backward under vmap) is no faster (0.9–1.0× the time of
-    this loop, within noise); the loop holds one input gradient at a time and needs no vmap rule
+    product (``is_grads_batched``, the backward under vmap) is no faster (0.9× to 3.6× the time
+    of this loop across runs); the loop holds one input gradient at a time and needs no vmap rule
     for every layer.
     """
     x = x.detach().float()
