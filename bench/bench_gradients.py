@@ -9,8 +9,8 @@ the single-pass gradient methods and the CAMs, two for Guided Grad-CAM, ``sample
 SmoothGrad, and one forward per scored channel (+1) for Score-CAM. The floor is the model's
 batched forward (forward-only methods) or forward + input-gradient backward (the others) of
 that many images, with the engine's batch size; ratio = method time / floor time. Weights are
-random (timing only). Floor, ours and the references run in interleaved rounds, best of
-``repeats`` kept (a single round for calls over two seconds).
+random (timing only). Floor, ours and the references run in interleaved rounds after a
+warm-up round, best of ``repeats`` kept (the warm-up round alone for calls over five seconds).
 """
 from __future__ import annotations
 
@@ -61,16 +61,20 @@ def cases(samples: int, max_n: int) -> list[Case]:
 
 
 def timed_together(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best time of each function, run in interleaved rounds so that a load change on the
-    machine hits all of them alike. Only the first round runs when a call takes over 2 s."""
+    """Best time of each function over ``repeats`` interleaved rounds, so that a load change
+    on the machine hits all of them alike. A first round warms up (new batch shapes, oneDNN
+    primitives) and is discarded, unless a call took over 5 s: then it is the measurement."""
     best: dict[str, float] = {}
-    for round_ in range(1 + repeats):
+    for round_ in range(1 + max(1, repeats)):
+        times = {}
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-        if round_ == 0 and max(best.values()) > 2.0:
-            break
+            times[name] = time.perf_counter() - start
+        if round_ == 0 and max(times.values()) > 5.0:
+            return times
+        if round_ > 0:
+            best = {name: min(best.get(name, float("inf")), t) for name, t in times.items()}
     return best
 
 
