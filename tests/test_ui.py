@@ -44,6 +44,11 @@ def test_overlay_resizes_coarse_maps_and_blends():
     out = colormaps.overlay(image, coarse, "gray", opacity=0.5)
     assert out.shape == (32, 32, 3)
     assert out[:, :8].max() == 0 and out[:, -8:].min() >= 127  # left half dark, right half half-white
+    blue = np.zeros((4, 4, 3), np.uint8)
+    blue[..., 2] = 200  # maps lie over the grey image, so the image's hue cannot shift the colormap's
+    tinted = colormaps.overlay(blue, np.zeros((4, 4)), "viridis", opacity=0.5)
+    assert np.array_equal(tinted, colormaps.overlay(colormaps.greyscale(blue), np.zeros((4, 4)), "viridis", 0.5))
+    assert colormaps.greyscale(blue)[0, 0].tolist() == [23, 23, 23]
 
 
 def test_heatmap_grid_has_one_image_per_filled_cell_and_one_shared_colour_bar():
@@ -52,8 +57,14 @@ def test_heatmap_grid_has_one_image_per_filled_cell_and_one_shared_colour_bar():
     shared = figures.heatmap_grid(image, maps, ["t1", "t2"], ["m1", "m2"], shared_scale=True)
     assert sum(isinstance(t, go.Image) for t in shared.data) == 3
     assert sum(1 for t in shared.data if isinstance(t, go.Scatter) and t.marker.showscale) == 1
+    shared_bar = next(t for t in shared.data if isinstance(t, go.Scatter)).marker
+    assert shared_bar.colorbar.tickvals is None and shared_bar.cmax > 0.9  # the values of the shared range
     separate = figures.heatmap_grid([image, image], maps, ["t1", "t2"], ["m1", "m2"], shared_scale=False)
-    assert not any(isinstance(t, go.Scatter) for t in separate.data)
+    bar = next(t for t in separate.data if isinstance(t, go.Scatter)).marker
+    assert list(bar.colorbar.ticktext) == ["min", "max"]  # each map's own range: the bar names the ends
+    # Square pixels in every cell when the figure is stretched: each y-axis follows its own x-axis.
+    assert [(shared.layout[f"yaxis{i}"].scaleanchor, shared.layout[f"yaxis{i}"].anchor) for i in ("", 2, 3, 4)] == \
+        [("x", "x"), ("x2", "x2"), ("x3", "x3"), ("x4", "x4")]
     with pytest.raises(ValueError, match="Expected one image or 2 images"):
         figures.heatmap_grid([image] * 3, maps, ["t1", "t2"], ["m1", "m2"])
 

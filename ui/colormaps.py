@@ -89,12 +89,22 @@ def resize(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(heatmap).resize((width, height), Image.BILINEAR))
 
 
+def greyscale(image: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 -> its luminance (ITU-R 601) on three channels.
+
+    Maps are drawn over the grey image: the image's own colours would mix with the colormap's
+    (a blue object under viridis reads as low values, a brown background under bwr as positive).
+    """
+    luminance = np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(luminance.round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viridis", opacity: float = 0.5,
             zmin: float | None = None, zmax: float | None = None) -> np.ndarray:
-    """Blend the coloured map over an H×W×3 uint8 image (map resized to the image)."""
+    """Blend the coloured map over the grey version of an H×W×3 uint8 image (map resized to the image)."""
     h, w = image.shape[:2]
     colours = apply(resize(heatmap, h, w), colormap, zmin, zmax).astype(np.float32)
-    blended = image.astype(np.float32) * (1 - opacity) + colours * opacity
+    blended = greyscale(image).astype(np.float32) * (1 - opacity) + colours * opacity
     return blended.round().clip(0, 255).astype(np.uint8)
 
 

@@ -18,6 +18,14 @@ from plotly.subplots import make_subplots
 from . import colormaps
 
 _MARGIN = dict(l=10, r=10, t=40, b=10)
+# Explicit colours: streamlit's theme would otherwise give neighbouring series near-identical blues.
+_PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+# Legends go under the plot, at the bottom of the figure (which grows to fit them): above the
+# plot they collide with the title; the container reference keeps them clear of the x-axis title.
+_LEGEND = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left")
+# Colour bars of single-image figures lie under the image, so the image gets the column's full width.
+_COLOUR_BAR = dict(orientation="h", y=-0.02, yanchor="top", x=0.5, xanchor="center", lenmode="pixels", len=200,
+                   thickness=12, title_side="top")
 
 
 def png_data_uri(image: np.ndarray) -> str:
@@ -28,8 +36,11 @@ def png_data_uri(image: np.ndarray) -> str:
 
 
 def _hide_axes(fig: go.Figure) -> go.Figure:
-    fig.update_xaxes(visible=False, showgrid=False)
-    fig.update_yaxes(visible=False, showgrid=False, scaleanchor="x")
+    """Hide the axes and keep square pixels in every subplot: each y-axis is scaled to its own
+    x-axis (anchoring all of them to "x" stretches every cell but the first when the figure is resized)."""
+    fig.update_xaxes(visible=False, showgrid=False, constrain="domain")
+    fig.update_yaxes(visible=False, showgrid=False, constrain="domain")
+    fig.for_each_yaxis(lambda axis: axis.update(scaleanchor=axis.anchor or "x"))
     return fig
 
 
@@ -58,7 +69,8 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
     """The map over the image, with a colour bar and the map's value on hover.
 
     The map is resized to the image (CAM maps are coarse); without ``zmin``/``zmax`` the
-    colour range is the map's own (symmetric around zero for the diverging colormap).
+    colour range is the map's own (symmetric around zero for the diverging colormap). The image
+    underneath is grey, as in ``colormaps.overlay``.
     """
     h, w = image.shape[:2]
     values = colormaps.resize(heatmap, h, w)
@@ -66,9 +78,9 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
         zmin, zmax = colormaps.grid_ranges([values], colormap, shared=False)[0]
     zmin, zmax = colormaps.value_range(values, zmin, zmax)
     fig = go.Figure([
-        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=values, zmin=zmin, zmax=zmax, opacity=opacity,
-                   colorscale=colormaps.plotly_colorscale(colormap),
+                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=_COLOUR_BAR,
                    hovertemplate="x=%{x}, y=%{y}: %{z:.3g}<extra></extra>"),
     ])
     fig.update_layout(title=title, margin=_MARGIN)
@@ -84,7 +96,8 @@ def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Seque
 
     ``images`` is one H×W×3 image for every cell or one per row. With ``shared_scale`` all
     cells use one colour range and one colour bar, so strengths compare across cells;
-    otherwise each cell is scaled to its own range. ``None`` cells stay empty.
+    otherwise each cell is scaled to its own range and the colour bar says so. ``None`` cells
+    stay empty. Row labels are on the left, the colour bar on the right.
     """
     n_rows, n_cols = len(row_labels), len(col_labels)
     row_images = per_row_images(images, n_rows)
@@ -98,16 +111,29 @@ def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Seque
             continue
         cell = colormaps.overlay(row_images[r], heatmap, colormap, opacity, *span)
         fig.add_trace(go.Image(source=png_data_uri(cell), hoverinfo="skip"), row=r + 1, col=c + 1)
-    if shared_scale and any(s is not None for s in ranges):
-        lo, hi = next(s for s in ranges if s is not None)
-        # An invisible marker carries the one colour bar of the shared scale.
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-                                 marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo,
-                                             cmax=hi, color=[lo], showscale=True,
-                                             colorbar=dict(thickness=12))))
-    fig.update_layout(margin=dict(l=10, r=40, t=40, b=10), height=40 + cell_px * n_rows,
-                      width=None if n_cols > 4 else 60 + cell_px * n_cols)
+    present = [s for s in ranges if s is not None]
+    if present:
+        fig.add_trace(_colour_bar_marker(colormap, present[0] if shared_scale else None))
+    fig.update_annotations(selector=dict(textangle=90), x=0, xanchor="right", textangle=-90)  # row titles
+    fig.update_layout(margin=dict(l=30, r=10, t=40, b=10), height=40 + cell_px * n_rows,
+                      width=None if n_cols > 4 else 120 + cell_px * n_cols)
     return _hide_axes(fig)
+
+
+def _colour_bar_marker(colormap: str, span: tuple[float, float] | None) -> go.Scatter:
+    """An invisible marker that carries a grid's colour bar: the shared ``span``, or, when each map
+    has its own range (``None``), ticks that name the ends of every map's range instead of values."""
+    if span is not None:
+        lo, hi, ticks = *span, {}
+    elif colormap == colormaps.DIVERGING:
+        lo, hi, ticks = -1.0, 1.0, dict(tickvals=[-1, 0, 1], ticktext=["−max|v|", "0", "+max|v|"])
+    else:
+        lo, hi, ticks = 0.0, 1.0, dict(tickvals=[0, 1], ticktext=["min", "max"])
+    title = "" if span is not None else "each map's own range"
+    return go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                      marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
+                                  showscale=True, colorbar=dict(thickness=12, title=dict(text=title, side="right"),
+                                                                **ticks)))
 
 
 def per_row_images(images: np.ndarray | Sequence[np.ndarray], n_rows: int) -> list[np.ndarray]:
@@ -144,9 +170,10 @@ def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], x_title:
                 title: str | None = None, markers: bool = True) -> go.Figure:
     """One line per named series over a shared x (curves: deletion, convergence, loss...)."""
     mode = "lines+markers" if markers else "lines"
-    fig = go.Figure([go.Scatter(x=list(x), y=list(ys), mode=mode, name=name) for name, ys in series.items()])
-    fig.update_layout(title=title, margin=_MARGIN, xaxis_title=x_title, yaxis_title=y_title,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02))
+    fig = go.Figure([go.Scatter(x=list(x), y=list(ys), mode=mode, name=name,
+                                line=dict(color=_PALETTE[i % len(_PALETTE)]))
+                     for i, (name, ys) in enumerate(series.items())])
+    fig.update_layout(title=title, margin=_MARGIN, xaxis_title=x_title, yaxis_title=y_title, legend=_LEGEND)
     return fig
 
 
@@ -171,9 +198,9 @@ def position_map_figure(image: np.ndarray, grid: np.ndarray, ys: Sequence[int], 
     """A value per occluder position (Py×Px), each cell drawn over the image at its occluder's centre."""
     h, w = image.shape[:2]
     fig = go.Figure([
-        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=grid, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), opacity=opacity,
-                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=dict(title=value_label, thickness=12),
+                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=_COLOUR_BAR | dict(title_text=value_label),
                    hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{value_label}: %{{z:.3g}}<extra></extra>"),
     ])
     fig.update_layout(title=title, margin=_MARGIN)
@@ -197,7 +224,7 @@ def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[i
     h, w = image.shape[:2]
     label = np.vectorize(lambda c: f"{names[int(c)]} ({int(c)})")(classes)
     fig = go.Figure([
-        go.Image(source=png_data_uri(image), hoverinfo="skip"),
+        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=z, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), zmin=-0.5,
                    zmax=k - 0.5, colorscale=scale, showscale=False, opacity=opacity, customdata=label,
                    hovertemplate="occluder centre x=%{x}, y=%{y}<br>%{customdata}<extra></extra>"),
@@ -206,7 +233,7 @@ def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[i
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{names[c]} ({c})",
                                  marker=dict(color=colours[slot[c]], size=12, symbol="square")))
     fig.update_layout(title=title, margin=_MARGIN, showlegend=True,
-                      legend=dict(title="most probable class", orientation="h", yanchor="top", y=-0.02))
+                      legend=_LEGEND | dict(title="most probable class", yref="paper", y=-0.02, yanchor="top"))
     _hide_axes(fig)
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -223,10 +250,7 @@ def image_grid_figure(images: Sequence[np.ndarray], labels: Sequence[str], cols:
         fig.add_trace(go.Image(source=png_data_uri(image), hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
                       height=(60 if title else 30) + cell_px * rows, width=20 + cell_px * cols)
-    _hide_axes(fig)
-    for i in range(2, rows * cols + 1):  # square pixels in every cell, not only the first
-        fig.layout[f"yaxis{i}"].scaleanchor = f"x{i}"
-    return fig
+    return _hide_axes(fig)
 
 
 def history_figure(history: dict[str, np.ndarray], series_names: Sequence[str], titles: dict[str, str],
@@ -238,15 +262,15 @@ def history_figure(history: dict[str, np.ndarray], series_names: Sequence[str], 
     terms = [t for t in titles if t in history]
     fig = make_subplots(rows=len(terms), cols=1, shared_xaxes=True, subplot_titles=[titles[t] for t in terms],
                         vertical_spacing=0.08)
-    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
     for r, term in enumerate(terms):
         values = np.asarray(history[term])
         steps = np.arange(1, len(values) + 1)
         for i, name in enumerate(series_names):
             fig.add_trace(go.Scatter(x=steps, y=values[:, i], mode="lines", name=name, legendgroup=name,
-                                     showlegend=r == 0, line=dict(color=palette[i % len(palette)])),
+                                     showlegend=r == 0, line=dict(color=_PALETTE[i % len(_PALETTE)])),
                           row=r + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(terms), col=1)
+    # The legend stays on top here: the figure is tall, and the curves are read from the top panel down.
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=60, b=10), height=80 + 170 * len(terms),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02))
     return fig
