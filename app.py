@@ -26,8 +26,10 @@ if selection.ground_truth is not None:
         truth = selection.ground_truth
         st.plotly_chart(mask_figure(selection.display_image, truth["object_mask"], truth["part_mask"], truth["box"],
                                     f"Ground truth: {truth['label_name']}", FIGURE_PX), **PLOT)
-        st.caption("Blue: the object; orange: the part that tells the two hexagon classes apart (they differ "
-                   "only there); red: the bounding box. The explanation pages score maps against these.")
+        has_part = not (truth["part_mask"] == truth["object_mask"]).all()  # only the hexagon pair has one
+        st.caption("Blue: the object; " + ("orange: the part that tells the two hexagon classes apart (they "
+                                           "differ only there); " if has_part else "")
+                   + "red: the bounding box. The explanation pages score maps against these.")
 with prediction_col:
     st.plotly_chart(prediction_bar(selection.predictions), **PLOT)
     st.markdown(f"**Target class for the explanation pages:** {selection.target_name} ({selection.target})")

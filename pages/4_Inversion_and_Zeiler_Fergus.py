@@ -16,6 +16,7 @@ from xai_core.models import list_models
 from xai_core.zeiler_fergus import PROJECTION_MODES, TRANSFORMS
 
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
+GRID = PLOT | {"width": "content"}  # a grid of small images keeps its own width instead of spreading out
 
 selection = sidebar()
 model = selection.model
@@ -79,7 +80,7 @@ with tab_deconv:
         proj = None
     if proj is not None:
         st.plotly_chart(image_grid_figure(proj.display(), [f"map {c} (max {a:.2f})" for c, a in
-                                                           zip(proj.channels, proj.activations)]), **PLOT)
+                                                           zip(proj.channels, proj.activations)]), **GRID)
         st.caption("Each projection is scaled to its own largest |value| around mid-grey."
                    + ("" if proj.relu_calls else " This network has no ReLU: these are plain gradients."))
 

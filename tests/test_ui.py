@@ -94,6 +94,10 @@ def test_grid_png_cells_are_the_same_overlays_as_the_figure():
     # Locate the cell: the only 128×128 block equal to the expected overlay.
     top, left = np.argwhere((canvas[:, :, 0] == expected[0, 0, 0]) & (canvas[:, :, 1] == expected[0, 0, 1]))[0]
     assert np.array_equal(canvas[top:top + 128, left:left + 128], expected)
+    # Under the grid, a colour bar runs from the colormap's first colour to its last.
+    bar_row = canvas[top + 128 + 4 + 2, left:left + 128]
+    ends = colormaps.apply(np.array([[0.0, 1.0]]), "jet", 0.0, 1.0)[0]
+    assert np.array_equal(bar_row[0], ends[0]) and np.array_equal(bar_row[-1], ends[1])
 
 
 def test_ground_truth_is_in_the_models_input_coordinates():

@@ -61,6 +61,13 @@ def grid_ranges(maps: list, colormap: str, shared: bool) -> list[tuple[float, fl
     return [None if m is None else (common or one([m])) for m in maps]
 
 
+def relative_ticks(colormap: str) -> dict[float, str]:
+    """Colour-bar ticks for maps scaled each to its own range: position in [0, 1] -> what it means."""
+    if colormap == DIVERGING:
+        return {0.0: "-max|v|", 0.5: "0", 1.0: "+max|v|"}
+    return {0.0: "min", 1.0: "max"}
+
+
 def normalize(heatmap: np.ndarray, zmin: float | None = None, zmax: float | None = None) -> np.ndarray:
     """Map values to [0, 1] with the range of ``value_range`` (clipped, NaN -> 0)."""
     lo, hi = value_range(heatmap, zmin, zmax)

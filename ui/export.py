@@ -11,6 +11,7 @@ from . import colormaps
 from .figures import per_row_images
 
 _LABEL_PX = 18
+_BAR_PX = 12
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -49,8 +50,11 @@ def grid_png(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[
     ranges = colormaps.grid_ranges(flat, colormap, shared_scale)
     h, w = row_images[0].shape[:2]
     label_w = 8 * max((len(s) for s in row_labels), default=0) + 10
-    canvas = Image.new("RGB", (label_w + n_cols * (w + 4), _LABEL_PX + n_rows * (h + 4)), "white")
+    grid_h = _LABEL_PX + n_rows * (h + 4)
+    canvas = Image.new("RGB", (label_w + n_cols * (w + 4), grid_h + _BAR_PX + _LABEL_PX + 4), "white")
     draw = ImageDraw.Draw(canvas)
+    _colour_bar(canvas, draw, (label_w, grid_h), n_cols * (w + 4) - 4, colormap,
+                next((s for s in ranges if s is not None), None) if shared_scale else None)
     for c, label in enumerate(col_labels):
         draw.text((label_w + c * (w + 4) + 2, 3), str(label), fill="black")
     for i, (heatmap, span) in enumerate(zip(flat, ranges)):
@@ -64,3 +68,22 @@ def grid_png(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _colour_bar(canvas: Image.Image, draw: ImageDraw.ImageDraw, corner: tuple[int, int], width: int,
+                colormap: str, span: tuple[float, float] | None) -> None:
+    """The grid's colour bar under it: the shared ``span``'s values, or (``None``) each map's own range."""
+    left, top = corner
+    ramp = np.repeat(np.linspace(0.0, 1.0, width, dtype=np.float32)[None], _BAR_PX, axis=0)
+    canvas.paste(Image.fromarray(colormaps.apply(ramp, colormap, 0.0, 1.0)), corner)
+    if span is None:
+        ticks = colormaps.relative_ticks(colormap)
+    else:
+        lo, hi = span
+        ticks = {0.0: f"{lo:.3g}", 1.0: f"{hi:.3g}"} | ({0.5: "0"} if colormap == colormaps.DIVERGING else {})
+    for position, text in ticks.items():
+        x = left + position * (width - draw.textlength(text))  # the end labels stay inside the bar's span
+        draw.text((x, top + _BAR_PX + 2), text, fill="black")
+    if span is None:
+        note = "each map's own range"
+        draw.text((left + (width - draw.textlength(note)) / 4, top + _BAR_PX + 2), note, fill="black")  # clear of "0"

@@ -124,12 +124,11 @@ def _colour_bar_marker(colormap: str, span: tuple[float, float] | None) -> go.Sc
     """An invisible marker that carries a grid's colour bar: the shared ``span``, or, when each map
     has its own range (``None``), ticks that name the ends of every map's range instead of values."""
     if span is not None:
-        lo, hi, ticks = *span, {}
-    elif colormap == colormaps.DIVERGING:
-        lo, hi, ticks = -1.0, 1.0, dict(tickvals=[-1, 0, 1], ticktext=["−max|v|", "0", "+max|v|"])
+        lo, hi, ticks, title = *span, {}, ""
     else:
-        lo, hi, ticks = 0.0, 1.0, dict(tickvals=[0, 1], ticktext=["min", "max"])
-    title = "" if span is not None else "each map's own range"
+        names = colormaps.relative_ticks(colormap)
+        lo, hi, title = 0.0, 1.0, "each map's own range"
+        ticks = dict(tickvals=list(names), ticktext=list(names.values()))
     return go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                       marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
                                   showscale=True, colorbar=dict(thickness=12, title=dict(text=title, side="right"),
@@ -147,11 +146,12 @@ def per_row_images(images: np.ndarray | Sequence[np.ndarray], n_rows: int) -> li
 def mask_figure(image: np.ndarray, object_mask: np.ndarray | None = None, part_mask: np.ndarray | None = None,
                 box: Sequence[int] | None = None, title: str | None = "Ground truth",
                 height: int | None = None) -> go.Figure:
-    """The image with the object mask (blue), the part mask (orange) and the box (red).
+    """The grey image with the object mask (blue), the part mask (orange) and the box (red).
 
-    A part mask equal to the object mask (classes without a distinct part) is not drawn.
+    Grey, so a blue object does not hide its mask. A part mask equal to the object mask
+    (classes without a distinct part) is not drawn.
     """
-    shown = image.astype(np.float32)
+    shown = colormaps.greyscale(image).astype(np.float32)
     if part_mask is not None and object_mask is not None and np.array_equal(part_mask, object_mask):
         part_mask = None
     for mask, colour in ((object_mask, (60, 120, 255)), (part_mask, (255, 150, 0))):
@@ -200,7 +200,8 @@ def position_map_figure(image: np.ndarray, grid: np.ndarray, ys: Sequence[int], 
     fig = go.Figure([
         go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=grid, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), opacity=opacity,
-                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=_COLOUR_BAR | dict(title_text=value_label),
+                   colorscale=colormaps.plotly_colorscale(colormap),
+                   colorbar=_COLOUR_BAR | dict(title_text=value_label),
                    hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{value_label}: %{{z:.3g}}<extra></extra>"),
     ])
     fig.update_layout(title=title, margin=_MARGIN)
