@@ -110,6 +110,10 @@ def test_cam_refuses_layers_and_models_where_it_is_not_defined(resnet, x):
         explain(vgg, torch.randn(3, 16, 16), "cam", 0)
     with pytest.raises(ParameterError, match="not a feature map"):
         explain(resnet, x, "gradcam", TARGET, {"layer": "fc"})
+    with pytest.raises(ParameterError, match="1×1"):  # flat masks: nothing for Score-CAM to score
+        explain(resnet, x, "scorecam", TARGET, {"layer": "avgpool"})
+    # The layer choices offered for CAM are the modules with a 4-D output: not the ReLU of the dense head.
+    assert vgg.conv_layers() == ["0", "1", "2"] and hook_count(vgg.module) == 0
 
 
 def test_faster_scorecam_with_all_channels_is_scorecam(small, x):

@@ -124,6 +124,13 @@ def test_checkpoint_with_two_classes_and_names(tmp_path):
         load_model("resnet18", checkpoint=path, class_names=["a", "b", "c"], device="cpu")
 
 
+def test_a_single_output_checkpoint_is_refused():
+    # Its softmax is always 1: RISE, Score-CAM and occlusion would return flat maps.
+    one = build_random("embedded", num_classes=1, device="cpu")
+    with pytest.raises(CheckpointError, match="at least two classes"):
+        load_model("embedded", checkpoint=_checkpoint_bytes(one.module.state_dict()), device="cpu")
+
+
 @pytest.mark.parametrize("wrapper", ["state_dict", "model_state_dict", "model"])
 def test_wrapped_and_dataparallel_checkpoints(wrapper):
     trained = build_random("resnet18", num_classes=3, device="cpu", seed=7)

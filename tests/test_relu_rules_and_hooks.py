@@ -79,7 +79,7 @@ def test_rule_applies_only_to_the_thread_that_set_it():
         finished.set()
 
     worker = threading.Thread(target=other_thread)
-    with relu_backward_rule(None, "deconvnet") as mode:
+    with relu_backward_rule("deconvnet") as mode:
         worker.start()
         started.set()
         finished.wait()
@@ -92,7 +92,7 @@ def test_rule_applies_only_to_the_thread_that_set_it():
 
 def test_unknown_rule_is_a_parameter_error():
     with pytest.raises(ParameterError, match="Unknown ReLU rule"):
-        with relu_backward_rule(None, "lrp"):
+        with relu_backward_rule("lrp"):
             pass
 
 

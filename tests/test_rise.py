@@ -161,6 +161,8 @@ def test_impossible_parameters_are_readable_errors():
         explain(model, torch.ones(3, SIDE, SIDE), "rise", 0, {"shape": "hexagons"})
     with pytest.raises(ParameterError, match="outside"):
         explain(model, torch.ones(3, SIDE, SIDE), "rise", 0, {"masks": 20000})
+    with pytest.raises(ParameterError, match="more cells per side"):
+        explain(handle(Constant([0.0, 0.0]), side=16), torch.ones(3, 16, 16), "rise", 0, {"masks": 50, "cell": 32})
 
 
 _MEMORY_PROBE = textwrap.dedent("""

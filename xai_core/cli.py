@@ -162,8 +162,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 # ----------------------------------------------------------------------- main
 def _print_human(result: Any) -> None:
     if isinstance(result, list):

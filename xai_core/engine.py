@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import torch
 
@@ -86,12 +86,6 @@ class Engine:
             self._learned[key] = size
 
     # -------------------------------------------------------------------- running
-    def slices(self, n: int, *, key: str = "default", item_bytes: int | None = None) -> Iterator[tuple[int, int]]:
-        """Plain slicing without OOM retry (for callers that manage their own loop)."""
-        size = self.initial_batch(n, key, item_bytes)
-        for start in range(0, n, size):
-            yield start, min(n, start + size)
-
     def map(self, fn: Callable[[int, int], T], n: int, *, key: str = "default",
             item_bytes: int | None = None, progress: Progress | None = None,
             message: str = "") -> list[T]:

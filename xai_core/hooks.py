@@ -51,6 +51,13 @@ def get_layer(module_root: nn.Module, layer_name: str) -> nn.Module:
         raise ParameterError(f"The model has no layer named '{layer_name}'.") from None
 
 
+def feature_map_check(activation: torch.Tensor, layer: str) -> None:
+    """ParameterError unless ``activation`` is an N×K×h×w feature map."""
+    if activation.dim() != 4:
+        raise ParameterError(f"Layer '{layer}' outputs shape {tuple(activation.shape)}, not a feature map; "
+                             "choose a convolutional layer.")
+
+
 def _as_tensor(output) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
@@ -115,6 +122,29 @@ def activation_at(module_root: nn.Module, layer_name: str, x: torch.Tensor) -> t
     finally:
         handle.remove()
     raise ParameterError(f"Layer '{layer_name}' was not used by the model's forward pass.")
+
+
+def layers_with_feature_maps(module_root: nn.Module, layer_names: list[str], x: torch.Tensor) -> set[str]:
+    """Which of ``layer_names`` output a 4-D tensor (a feature map) in one no-grad forward of ``x``."""
+    owner = threading.get_ident()
+    found: set[str] = set()
+    handles = []
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            if threading.get_ident() == owner and isinstance(output, torch.Tensor) and output.dim() == 4:
+                found.add(name)
+        return hook
+
+    try:
+        for name in layer_names:
+            handles.append(get_layer(module_root, name).register_forward_hook(hook_for(name)))
+        with torch.no_grad():
+            module_root(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
 
 
 def hook_count(module_root: nn.Module) -> int:

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torchvision.transforms import functional as TF
 
+from .blur import gaussian_blur
 from .engine import Engine, Progress
 from .errors import ParameterError
 from .model_handle import LoadedModel
@@ -154,13 +154,6 @@ class _FourierImage:
         """The sigmoid already keeps the image in range."""
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of N×C×H×W (kernel ±3σ, at most the image size, reflect padding)."""
-    radius = max(1, math.ceil(3 * sigma))
-    size = min(2 * radius + 1, (min(x.shape[-2:]) - 1) // 2 * 2 + 1)
-    return TF.gaussian_blur(x, [size, size], [sigma, sigma])
-
-
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Per-row mean squared difference of vertically and horizontally adjacent pixels."""
     dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).flatten(1).mean(1)
@@ -270,11 +263,10 @@ class InversionRun:
             self._image.blur(s.blur_sigma)
         self._image.project()
 
-        with torch.no_grad():
-            values = {"score": score, "probability": logits.softmax(-1)[rows, self._target_index],
-                      "l2": l2, "tv": tv, "objective": objective}
-        for key, value in values.items():
-            self._history[key].append(value.detach().float().cpu().numpy())
+        with torch.no_grad():  # one host copy per step for all the curves (rows follow HISTORY_TERMS)
+            values = torch.stack([score, logits.softmax(-1)[rows, self._target_index], l2, tv, objective])
+        for key, value in zip(HISTORY_TERMS, values.float().cpu().numpy()):
+            self._history[key].append(value)
         if (s.frame_every and self.steps_done % s.frame_every == 0) or self.finished:
             self._keep_frame()
 

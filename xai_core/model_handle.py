@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ParameterError
+from .hooks import layers_with_feature_maps, get_layer
 
 
 @dataclass(eq=False)
@@ -35,6 +36,7 @@ class LoadedModel:
     device: torch.device
     interpolation: str = "bilinear"  # resize filter of the weights' own preprocessing
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _feature_map_layers: list[str] | None = field(default=None, init=False, repr=False)  # memo of conv_layers
 
     # ------------------------------------------------------------------ facts
     @property
@@ -54,17 +56,24 @@ class LoadedModel:
         }
 
     def conv_layers(self) -> list[str]:
-        """Dotted names of modules whose output is a 4-D feature map (CAM-family candidates)."""
-        return [name for name, m in self.module.named_modules()
-                if name and isinstance(m, (nn.Conv2d, nn.Sequential, nn.ReLU, nn.BatchNorm2d,
-                                           nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d))
-                or _is_block(m)]
+        """Dotted names of modules whose output is a 4-D feature map (CAM-family candidates).
+
+        The module type alone does not tell: the ReLUs and ``Sequential`` heads of VGG/AlexNet's
+        dense classifier output N×features. One probe forward pass decides, memoised (every
+        thread would compute the same list, so a race only repeats the probe).
+        """
+        if self._feature_map_layers is None:
+            candidates = [name for name, m in self.module.named_modules()
+                          if name and isinstance(m, (nn.Conv2d, nn.Sequential, nn.ReLU, nn.BatchNorm2d,
+                                                     nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d))
+                          or _is_block(m)]
+            probe = torch.zeros(1, len(self.mean), self.input_size, self.input_size, device=self.device)
+            with_maps = layers_with_feature_maps(self.module, candidates, probe)
+            self._feature_map_layers = [name for name in candidates if name in with_maps]
+        return list(self._feature_map_layers)
 
     def get_layer(self, name: str) -> nn.Module:
-        try:
-            return self.module.get_submodule(name)
-        except AttributeError:
-            raise ParameterError(f"Model {self.name} has no layer named '{name}'.") from None
+        return get_layer(self.module, name)
 
     # ------------------------------------------------------------- targets
     def resolve_target(self, target: int | str) -> int:

@@ -362,6 +362,8 @@ def _load_checkpoint(name: str, checkpoint, class_names: Sequence[str] | None,
     state, stored_names = _read_checkpoint(checkpoint, label)
     module = _with_weights(name, state, label, **_architecture_from(name, state))
     classes = _final_linear(module).out_features
+    if classes < 2:  # the softmax of one logit is always 1: every probability-based method would be flat
+        raise CheckpointError(f"Checkpoint {label} has {classes} output unit(s); a classifier needs at least two classes.")
     names = list(class_names) if class_names is not None else stored_names
     if names is None:
         names = _default_categories(name, classes)

@@ -211,11 +211,11 @@ def _fit_sequential(base: nn.Module, images: torch.Tensor, targets: torch.Tensor
                 for p, g in zip(net.parameters(), grads):
                     p.grad = g
                 optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(loss.detach())  # stays on the device: one host copy per epoch, not per batch
                 if progress is not None:
                     progress((k * epochs + epoch + (i + 1) / len(batches)) / (k_total * epochs),
                              f"support network {k + 1}/{k_total}, epoch {epoch + 1}/{epochs}")
-            curve.append(float(np.mean(losses)))
+            curve.append(float(torch.stack(losses).double().mean()))
         nets.append(net.requires_grad_(False))
         curves.append(curve)
     return nets, curves
@@ -259,13 +259,12 @@ def _fit_batched(base: nn.Module, images: torch.Tensor, targets: torch.Tensor, *
             for p, g in zip(params.values(), grads):
                 p.grad = g
             optimizer.step()
-            epoch_losses.append(losses.detach().cpu())
+            epoch_losses.append(losses.detach())  # host copy once per epoch, not per batch
             if progress is not None:
                 progress((epoch + (i + 1) / len(batches)) / epochs,
                          f"{k_total} support networks together, epoch {epoch + 1}/{epochs}")
-        mean = torch.stack(epoch_losses).mean(0)
-        for k in range(k_total):
-            curves[k].append(float(mean[k]))
+        for curve, mean in zip(curves, torch.stack(epoch_losses).mean(0).tolist()):
+            curve.append(mean)
     nets = []
     for k in range(k_total):
         net = copy.deepcopy(base)

@@ -5,7 +5,7 @@ DeconvNet projection: keep one feature map of a layer (all of it, or only its st
 activation), zero the others, and send it back to pixel space through the network. The
 DeconvNet's unpooling with switches and transposed convolutions are exactly autograd's
 backward of max-pooling and convolution; its rectification — ReLU applied to the backward
-signal, ignoring the forward mask — is ``relu_backward_rule(..., "deconvnet")``. The nine
+signal, ignoring the forward mask — is ``relu_backward_rule("deconvnet")``. The nine
 chosen maps are projected together as the rows of one batch.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .engine import Engine, Progress
 from .errors import ParameterError
-from .hooks import capture
+from .hooks import capture, feature_map_check
 from .methods.relu_rules import relu_backward_rule
 from .model_handle import LoadedModel
 
@@ -61,15 +61,14 @@ def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: 
     x = x.to(model.device, torch.float32)
     with torch.no_grad(), capture(model.module, layer, detach=True) as seen:
         model.module(x.unsqueeze(0))
+    feature_map_check(seen.activation(), layer)
     activation = seen.activation()[0].float()
-    if activation.dim() != 3:
-        raise ParameterError(f"Layer '{layer}' does not output feature maps (shape {tuple(activation.shape)}).")
     strength = activation.flatten(1).amax(1)
     k = min(top, activation.shape[0])
     channels = strength.topk(k).indices
 
     xs = x.unsqueeze(0).repeat(k, 1, 1, 1).requires_grad_(True)
-    with relu_backward_rule(model.module, "deconvnet") as rule, capture(model.module, layer) as seen:
+    with relu_backward_rule("deconvnet") as rule, capture(model.module, layer) as seen:
         model.module(xs)  # fp32: the projections of deep layers are small differences
     layer_out = seen.activation()
     signal = torch.zeros_like(layer_out)
@@ -125,7 +124,8 @@ def transform_batch(x: torch.Tensor, kind: str, values: torch.Tensor) -> torch.T
     """V transformed copies of the normalised image C×H×W; uncovered pixels get the dataset
     mean (normalised zero), like a grey background."""
     _, h, w = x.shape
-    theta = _affine_matrices(kind, values.to(x.device), max(h, w))
+    # Built where ``values`` are (the host): the scale check then needs no device sync per batch.
+    theta = _affine_matrices(kind, values, max(h, w)).to(x.device)
     grid = F.affine_grid(theta, [len(values), *x.shape], align_corners=False)
     return F.grid_sample(x.unsqueeze(0).expand(len(values), -1, -1, -1), grid, mode="bilinear",
                          padding_mode="zeros", align_corners=False)
@@ -147,7 +147,7 @@ def transform_sensitivity(model: LoadedModel, x: torch.Tensor, kind: str, values
     def evaluate(start: int, stop: int) -> torch.Tensor:
         batch = transform_batch(x, kind, values[start:stop])
         # fp32 like ``model.predict``, so that the identity transform gives the plain prediction
-        with torch.autocast(x.device.type, enabled=False):
+        with engine.autocast(False):
             probs = model.module(batch).float().softmax(-1)
         return torch.cat([probs[:, index], probs.argmax(-1, keepdim=True).float()], dim=1)
 

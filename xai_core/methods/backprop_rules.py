@@ -19,7 +19,7 @@ def rule_gradients(model, x: torch.Tensor, targets: list[int], rule: str, *, eng
     """∂y_t/∂x under the ReLU ``rule`` for each target: (T×C×H×W fp32, number of ReLUs rerouted)."""
     xs = x.detach().unsqueeze(0).requires_grad_(True)
     with torch.enable_grad():
-        with engine.autocast(), relu_backward_rule(model.module, rule) as mode:
+        with engine.autocast(), relu_backward_rule(rule) as mode:
             logits = model.module(xs).float()
         grads = [torch.autograd.grad(logits[0, t], xs, retain_graph=i < len(targets) - 1)[0][0]
                  for i, t in enumerate(targets)]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
-from ..hooks import capture
+from ..hooks import capture, feature_map_check
 from .backprop_rules import rule_gradients
 from .base import Method, MethodOutput, Param
 
@@ -41,12 +41,6 @@ LAYER = Param(str, "", help="convolutional layer (dotted module name); default: 
 def upsample(maps: torch.Tensor, size) -> torch.Tensor:
     """T×h×w -> T×H×W, bilinear (align_corners=False)."""
     return F.interpolate(maps.unsqueeze(1).float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-
-
-def feature_map_check(activation: torch.Tensor, layer: str) -> None:
-    if activation.dim() != 4:
-        raise ParameterError(f"Layer '{layer}' outputs shape {tuple(activation.shape)}, not a feature map; "
-                             "choose a convolutional layer.")
 
 
 def activation_and_gradients(model, x: torch.Tensor, targets: list[int], layer: str, *,

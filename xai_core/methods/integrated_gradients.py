@@ -11,13 +11,13 @@ the registered method ``ig`` wraps it for a ``LoadedModel``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
 from .base import Method, MethodOutput, Param
@@ -39,12 +39,9 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     if steps < 2:
         raise ParameterError("Riemann rules need at least 2 steps.")
     n = steps
-    positions = {
-        "riemann_left": lambda: torch.linspace(0, 1 - 1 / n, n),
-        "riemann_right": lambda: torch.linspace(1 / n, 1, n),
-        "riemann_middle": lambda: torch.linspace(1 / (2 * n), 1 - 1 / (2 * n), n),
-        "riemann_trapezoid": lambda: torch.linspace(0, 1, n),
-    }[rule]().double()
+    first, last = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1),
+                   "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n)), "riemann_trapezoid": (0, 1)}[rule]
+    positions = torch.linspace(first, last, n).double()
     weights = torch.full((n,), 1 / n, dtype=torch.float64)
     if rule == "riemann_trapezoid":
         # The true trapezoid rule: nodes 1/(n−1) apart, so weights 1/(n−1), halved at the ends.
@@ -70,11 +67,7 @@ def make_baselines(x: torch.Tensor, kind: str, *, black: torch.Tensor, white: to
     if kind == "mean":
         return torch.zeros_like(x).unsqueeze(0)
     if kind == "blur":
-        from torchvision.transforms.functional import gaussian_blur
-
-        sigma = max(1.0, min(x.shape[-2:]) / 16)
-        kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
-        return gaussian_blur(x.unsqueeze(0), [kernel, kernel], [sigma, sigma])
+        return gaussian_blur(x.unsqueeze(0), max(1.0, min(x.shape[-2:]) / 16))
     if kind == "noise":
         generator = torch.Generator().manual_seed(seed)
         pixels = torch.rand((noise_draws, *x.shape), generator=generator)
@@ -119,7 +112,7 @@ def integrated_gradients(module: nn.Module, x: torch.Tensor, baselines: torch.Te
         item = torch.arange(start, stop, device=x.device)
         draw, step = item // steps, item % steps
         beta = positions[step].view(-1, 1, 1, 1)
-        with torch.autocast(x.device.type, enabled=False), torch.enable_grad():
+        with engine.autocast(False), torch.enable_grad():
             points = (baselines[draw] + beta * deltas[draw]).requires_grad_(True)
             picked = module(points).float()[:, target_index]   # batch×T
             scale = (weights[step].view(-1, 1, 1, 1) * deltas[draw])
@@ -133,7 +126,7 @@ def integrated_gradients(module: nn.Module, x: torch.Tensor, baselines: torch.Te
     total = engine.map_sum(batch, n_base * steps, key=f"ig:{type(module).__name__}:{tuple(x.shape)}",
                            item_bytes=item_bytes,
                            progress=progress, message=message)
-    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+    with torch.no_grad(), engine.autocast(False):
         ends = module(torch.cat([x.unsqueeze(0), baselines])).float()[:, target_index]
     return IGResult(attributions=total / n_base, f_input=ends[0], f_baseline=ends[1:].mean(0))
 

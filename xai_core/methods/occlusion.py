@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
-from ..hooks import capture
-from ..inversion import gaussian_blur
+from ..hooks import capture, feature_map_check
 from ..model_handle import LoadedModel
 from .base import Method, MethodOutput, Param
 
@@ -92,16 +92,17 @@ def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int
     target_index = torch.as_tensor(targets, device=x.device)
 
     def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if layer is None:
-            return model.module(batch).float(), None
-        with capture(model.module, layer, detach=True) as seen:
-            logits = model.module(batch).float()
+        # fp32 even inside ``map``: the map is a difference of probabilities, often small.
+        with engine.autocast(False):
+            if layer is None:
+                return model.module(batch).float(), None
+            with capture(model.module, layer, detach=True) as seen:
+                logits = model.module(batch).float()
         activation = seen.activation()
-        if activation.dim() != 4:
-            raise ParameterError(f"Layer '{layer}' does not output feature maps (shape {tuple(activation.shape)}).")
+        feature_map_check(activation, layer)
         return logits, activation.float()
 
-    with torch.no_grad(), engine.autocast():
+    with torch.no_grad():
         logits, activation = forward(x.unsqueeze(0))
     base_probability = logits.softmax(-1)[0, target_index]
     channel = None if activation is None else int(activation[0].sum(dim=(1, 2)).argmax())

@@ -1,6 +1,6 @@
 """Modified ReLU backward rules: Guided Backprop and DeconvNet.
 
-``relu_backward_rule(module, rule)`` reroutes every ReLU of forward passes run *by the
+``relu_backward_rule(rule)`` reroutes every ReLU of forward passes run *by the
 current thread* inside the ``with`` block to a custom autograd function whose backward is:
 
 - ``"guided"`` (Springenberg et al. 2015): ``grad_in = grad_out · [x > 0] · [grad_out > 0]``
@@ -23,7 +23,6 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ParameterError
@@ -76,13 +75,11 @@ class _ReLURuleMode(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def relu_backward_rule(module: nn.Module | None, rule: str) -> Iterator[_ReLURuleMode]:
-    """Within the block, the current thread's ReLUs back-propagate with ``rule``.
+def relu_backward_rule(rule: str) -> Iterator[_ReLURuleMode]:
+    """Within the block, every ReLU the current thread runs back-propagates with ``rule``.
 
-    ``module`` is accepted for readability at call sites and future per-model checks; the
-    rule applies to every ReLU the current thread runs inside the block. The yielded object's
-    ``relu_calls`` counts the ReLUs rerouted (0 means the model has no ReLU, e.g. GELU/SiLU
-    networks, and the result is the plain gradient).
+    The yielded object's ``relu_calls`` counts the ReLUs rerouted (0 means the model has no
+    ReLU, e.g. GELU/SiLU networks, and the result is the plain gradient).
     """
     if rule not in RULES:
         raise ParameterError(f"Unknown ReLU rule '{rule}'; expected one of {', '.join(RULES)}.")

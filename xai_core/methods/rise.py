@@ -44,8 +44,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import gaussian_blur
 
+from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
 from .base import Method, MethodOutput, Param
@@ -73,6 +73,11 @@ class MaskSpec:
             raise ParameterError(f"The keep probability p must be strictly between 0 and 1; got {self.p}.")
         if self.cell < 1:
             raise ParameterError(f"The grid must have at least one cell per side; got {self.cell}.")
+        # More cells than pixels would leave most of the grid outside the crop: the masks would
+        # not have the cell size asked for.
+        if self.shape != "noise" and self.cell > min(self.height, self.width):
+            raise ParameterError(f"The grid cannot have more cells per side ({self.cell}) than the image "
+                                 f"has pixels ({min(self.height, self.width)}).")
 
     def masks(self, start: int, stop: int, device: torch.device | str) -> torch.Tensor:
         """Masks ``[start, stop)`` as a (stop−start)×H×W float32 tensor in [0, 1] on ``device``."""
@@ -149,9 +154,7 @@ def fill_image(model, x: torch.Tensor, fill: str) -> torch.Tensor:
     if fill == "grey":
         return torch.zeros(x.shape[0], 1, 1, device=x.device, dtype=x.dtype)
     if fill == "blur":
-        sigma = 10.0 * max(x.shape[-2:]) / 224
-        radius = min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1)
-        return gaussian_blur(x.unsqueeze(0), [2 * radius + 1] * 2, [sigma, sigma])[0]
+        return gaussian_blur(x.unsqueeze(0), 10.0 * max(x.shape[-2:]) / 224)[0]
     raise ParameterError(f"Fill must be one of {', '.join(FILLS)}; got '{fill}'.")
 
 
@@ -180,7 +183,7 @@ class _Scorer:
 
 
 def _prepare(model, x, targets, masks, cell, p, shape, fill, seed):
-    if not 1 <= masks:
+    if masks < 1:
         raise ParameterError(f"RISE needs at least one mask; got {masks}.")
     spec = MaskSpec(shape, cell, p, seed, x.shape[-2], x.shape[-1])
     key = f"rise:{model.name}:{x.shape[-2]}x{x.shape[-1]}"

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import torch
 
-from ..hooks import activation_at
+from ..errors import ParameterError
+from ..hooks import activation_at, feature_map_check
 from .base import Method, MethodOutput, Param
-from .cam import LAYER, feature_map_check, upsample, weighted_sum
+from .cam import LAYER, upsample, weighted_sum
 
 WEIGHTINGS = ("softmax", "cic")
 
@@ -43,6 +44,8 @@ def score_cam(model, x: torch.Tensor, targets: list[int], layer: str, *, engine,
         with engine.autocast():
             activation = activation_at(model.module, layer, x.unsqueeze(0))
         feature_map_check(activation, layer)
+        if activation.shape[-2:].numel() == 1:  # a 1×1 map upsamples to a flat mask: nothing to score
+            raise ParameterError(f"Layer '{layer}' has 1×1 feature maps; Score-CAM needs spatial maps.")
         activation = activation[0].float()
         channels = torch.arange(activation.shape[0], device=x.device)
         if max_n is not None and max_n < activation.shape[0]:
@@ -54,7 +57,7 @@ def score_cam(model, x: torch.Tensor, targets: list[int], layer: str, *, engine,
             low = masks.flatten(1).min(dim=1).values.view(-1, 1, 1)
             high = masks.flatten(1).max(dim=1).values.view(-1, 1, 1)
             masks = (masks - low) / (high - low + 1e-8)
-            with torch.autocast(x.device.type, enabled=False):
+            with engine.autocast(False):
                 logits = model.module(x.unsqueeze(0) * masks.unsqueeze(1)).float()
             return logits.softmax(dim=-1)[:, target_index]                 # b×T
 
