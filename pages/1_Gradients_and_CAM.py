@@ -31,8 +31,12 @@ targets = st.multiselect("Target classes (rows) — type to search any class by 
 c1, c2, c3 = st.columns(3)
 opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
 colormap = c2.selectbox("Colormap", COLORMAPS)
-shared_scale = c3.radio("Scaling", ["per map", "shared"], horizontal=True,
-                        help="shared: one colour range for the whole grid, so strengths compare") == "shared"
+SCALINGS = {"per map": False, "shared per method": "column"}
+shared_scale = SCALINGS[c3.radio(
+    "Colour scaling", list(SCALINGS), horizontal=True,
+    help="per map: each map spans the whole colormap. shared per method: one colour range down each method's "
+         "column, so one method's maps compare across the target classes; methods are never put on one scale, "
+         "as their values have different units (Grad-CAM++ reaches tens where a gradient stays below 1).")]
 
 # Each method receives only its own parameters, so changing one re-computes only that column.
 chosen = {}
@@ -96,4 +100,4 @@ with st.expander("About these methods"):
     for name in methods:
         st.markdown(f"**{METHODS[name].label}** — {METHODS[name].description}")
     st.caption(f"Rows: {', '.join(row_labels)}. CAM-family layer: {chosen['layer']}. Maps are not normalised; "
-               "the colour range is per map or shared across the grid.")
+               "the colour range is per map or shared down each method's column (written under its title).")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui.cache import cached_explain, get_engine, progress_bar, run_with_progress
 from ui.colormaps import DIVERGING
-from ui.figures import heatmap_grid, learning_curves_figure, overlay_figure
+from ui.figures import heatmap_grid, learning_curves_figure, outline_regions, overlay_figure
 from ui.sidebar import sidebar
 from xai_core import dataset, rig
 from xai_core.errors import ParameterError, XAIError
@@ -38,13 +38,22 @@ if targets:
         results = []
     finally:
         bar.done()
-    for column, target, (ig_map, _attribution, extras) in zip(st.columns(len(targets)), targets, results):
+    for column, target, (ig_map, _attribution, _extras) in zip(st.columns(len(targets)), targets, results):
         with column:
             st.plotly_chart(overlay_figure(selection.display_image, ig_map, DIVERGING if reduce == "sum" else "viridis",
                                            title=model.categories[target]), **PLOT)
-            st.metric("Completeness gap |Σ IG − (f(x) − f(x′))|", f"{extras['completeness_gap']:.2e}")
-            st.caption(f"f(x) = {extras['f_input']:.4f}, f(x′) = {extras['f_baseline']:.4f}, "
-                       f"Σ IG = {float(_attribution.sum()):.4f}")
+    st.markdown("**Completeness** — Σ IG should equal f(x) − f(x′) (logits). The gap is quadrature error (the "
+                "gradient of a ReLU network jumps along the path); it shrinks, if not monotonically, with more steps.")
+    for target, (_map, attribution, extras) in zip(targets, results):
+        difference = extras["f_input"] - extras["f_baseline"]
+        gap = abs(float(attribution.sum()) - difference)
+        cells = st.columns(5)
+        cells[0].metric(f"f(x) — {model.categories[target]}", f"{extras['f_input']:.4f}")
+        cells[1].metric("f(x′) (baseline)", f"{extras['f_baseline']:.4f}")
+        cells[2].metric("Σ IG", f"{float(attribution.sum()):.4f}")
+        cells[3].metric("Gap |Σ IG − (f(x) − f(x′))|", f"{gap:.3g}")
+        cells[4].metric("Relative gap", f"{gap / abs(difference):.2%}" if difference else "—",
+                        help="gap / |f(x) − f(x′)|")
 
 # ---------------------------------------------------------------------------- RIG
 st.header("Reinforced Integrated Gradients (RIG)")
@@ -134,8 +143,9 @@ with right:
     if settings not in state["accuracy"]:
         state["accuracy"][settings] = rig.accuracy_table(model, supports, train, val)
     table = pd.DataFrame(state["accuracy"][settings]).set_index("network")
+    table.index.name = None
     table.columns = pd.MultiIndex.from_tuples([tuple(c.split(" ", 1)) for c in table.columns])
-    st.dataframe(table.style.format("{:.2f}"))
+    st.dataframe(table.T.style.format("{:.1f}"), width="stretch")  # networks as columns: fits half the page
     st.caption(f"Prediction = the larger of the two logits. Train: {train.source}; validation: {val.source}.")
 
 # ------------------------------------------------------------ IG vs RIG on several images
@@ -154,15 +164,21 @@ if explanations is None:
     st.stop()
 
 images = [model.to_display(x) for _, x in inputs]
-st.plotly_chart(heatmap_grid(images, [[e.ig[0], e.rig[0], e.ig[1], e.rig[1]] for e in explanations],
-                             [n for n, _ in inputs], [f"IG {names[0]}", f"RIG {names[0]}", f"IG {names[1]}",
-                                                      f"RIG {names[1]}"], colormap="viridis",
-                             shared_scale=False), **PLOT)
+grid = heatmap_grid(images, [[e.ig[0], e.rig[0], e.ig[1], e.rig[1]] for e in explanations], [n for n, _ in inputs],
+                    [f"IG {names[0]}", f"RIG {names[0]}", f"IG {names[1]}", f"RIG {names[1]}"], colormap=DIVERGING,
+                    shared_scale=False)
+st.plotly_chart(outline_regions(grid, {(row, 1 + 2 * c): e.region[c] for row, e in enumerate(explanations)
+                                       for c in range(2)}, "RIG region"), **PLOT)
+pixels = explanations[0].region[0].size
+st.caption(f"Signed IG and RIG (blue < 0 < red, each map to its own ±max). Green squares outline the RIG region "
+           f"(pixels important in every network's map at τ = {tau:g}); it is often only a few of the {pixels} pixels.")
 kinds = {"ig_important": "IG ≥ τ·max", "rig": "RIG"}
-st.dataframe(pd.DataFrame([{"image": n, **{f"{kinds[kind]} {names[i]} (%)": 100 * float(e.area[kind][i])
+st.dataframe(pd.DataFrame([{"image": n, **{f"{kinds[kind]} {names[i]}": f"{100 * float(e.area[kind][i]):.2f} % "
+                                           f"({round(float(e.area[kind][i]) * pixels)} px)"
                                            for kind in kinds for i in range(2)}}
-                           for (n, _), e in zip(inputs, explanations)]).set_index("image").style.format("{:.2f}"))
-st.caption("Area kept: share of pixels important in the classifier's IG map (≥ τ × max) and in the RIG region.")
+                           for (n, _), e in zip(inputs, explanations)]).set_index("image"), width="stretch")
+st.caption("Area kept: share (and number) of pixels important in the classifier's IG map (≥ τ × max) and in the "
+           "RIG region.")
 
 with st.expander("Each network's IG map"):
     shown = st.selectbox("Image", range(len(inputs)), format_func=lambda i: inputs[i][0])
@@ -185,9 +201,12 @@ state["occlusion"][selection.model_key] = (model.arch, pd.DataFrame.from_dict(ro
 recent = list(state["occlusion"].values())[-2:]
 same_rows = len(recent) == 2 and recent[0][1].index.equals(recent[1][1].index)
 tables = recent if same_rows else recent[-1:]
-st.dataframe(pd.concat({arch: frame for arch, frame in tables}, axis=1).style.format("{:.3f}", na_rep=""))
+# Formatted to text here: the data grid shows a missing number as "None", whatever the Styler's na_rep says.
+st.dataframe(pd.concat({arch: frame for arch, frame in tables}, axis=1).map(
+    lambda v: "—" if pd.isna(v) else f"{v:.3f}"), width="stretch")
 st.caption("Black (the IG baseline) over the RIG regions of both classes (.1), and over an equally large region "
-           "of the classifier's strongest IG pixels (.2). With two architectures explained in this session on "
+           "of the classifier's strongest IG pixels (.2; — : the original logits are in row .1). With two "
+           "architectures explained in this session on "
            "the same images, both appear side by side.")
 
 # ------------------------------------------------------------------------ part share

@@ -1,4 +1,5 @@
 """The Gradients and CAM page: a grid of targets × methods and its downloads."""
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -21,3 +22,9 @@ def test_grid_of_two_targets_by_three_methods_with_downloads():
     assert len(at.get("download_button")) == 2
     layer = next(s for s in at.selectbox if s.label == "CAM layer")
     assert layer.value == "features.block4"  # the embedded model's default CAM layer
+    scaling = next(r for r in at.radio if r.label == "Colour scaling")
+    scaling.set_value("shared per method")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    titles = [a["text"] for a in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]]
+    assert sum("<sub>" in t and " … " in t for t in titles) == 3  # each method's range under its column title

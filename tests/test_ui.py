@@ -1,6 +1,7 @@
 """The UI's pure parts: colormaps, figure builders, PNG export, ground-truth geometry, result store."""
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -128,3 +129,31 @@ def test_result_store_evicts_least_recently_used_within_budget():
     assert store.get("a") == 1  # "a" is now the most recent
     store.put("c", 3, 40)
     assert store.get("b") is None and store.get("a") == 1 and store.get("c") == 3
+
+
+def test_column_scaling_shares_one_range_down_each_column_in_the_figure_and_the_png():
+    # Column 0 spans 0..2 over its two rows, column 1 (another method, other units) 0..100; each cell has its own
+    # pattern, so a cell's overlay cannot be mistaken for another's.
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    maps = [[ramp, 100 * ramp[::-1]], [2 * ramp.T, 50 * ramp.T[::-1]]]
+    ranges = figures.cell_ranges(maps, 2, 2, "viridis", "column")
+    assert ranges == [(0.0, 2.0), (0.0, 100.0), (0.0, 2.0), (0.0, 100.0)]
+    image = np.full((8, 8, 3), 128, np.uint8)
+    fig = figures.heatmap_grid(image, maps, ["t1", "t2"], ["m1", "m2"], "viridis", 1.0, shared_scale="column")
+    cells = [np.asarray(Image.open(io.BytesIO(base64.b64decode(t.source.split(",", 1)[1]))).convert("RGB"))
+             for t in fig.data if isinstance(t, go.Image)]
+    # Row 1 holds half of each column's range, row 2 all of it: the brightest pixel of row 1 is the colormap's
+    # middle colour, of row 2 its end; per-map or whole-grid scaling would colour them differently.
+    middle, end = colormaps.apply(np.array([[0.5, 1.0]]), "viridis", 0.0, 1.0)[0]
+    peaks = [np.unravel_index(np.argmax(m), m.shape) for m in (maps[0][0], maps[0][1], maps[1][0], maps[1][1])]
+    assert [cell[peak].tolist() for cell, peak in zip(cells, peaks)] == \
+        [middle.tolist(), end.tolist(), end.tolist(), middle.tolist()]
+    assert [a.text for a in fig.layout.annotations][:2] == ["m1<br><sub>0 … 2</sub>", "m2<br><sub>0 … 100</sub>"]
+    png = np.asarray(Image.open(io.BytesIO(export.grid_png(image, maps, ["t1", "t2"], ["m1", "m2"], "viridis", 1.0,
+                                                           shared_scale="column", min_cell_px=8))).convert("RGB"))
+    for heatmap, span in zip([maps[0][0], maps[0][1], maps[1][0], maps[1][1]], ranges):
+        expected = colormaps.overlay(image, heatmap, "viridis", 1.0, *span)
+        assert any(np.array_equal(png[top:top + 8, left:left + 8], expected)
+                   for top in range(png.shape[0] - 7) for left in range(png.shape[1] - 7))
+    with pytest.raises(ValueError, match="shared_scale"):
+        figures.cell_ranges(maps, 2, 2, "viridis", "row")

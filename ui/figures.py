@@ -91,18 +91,23 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
 
 def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
                  row_labels: Sequence[str], col_labels: Sequence[str], colormap: str = "viridis",
-                 opacity: float = 0.5, shared_scale: bool = True, cell_px: int = 220) -> go.Figure:
+                 opacity: float = 0.5, shared_scale: bool | str = True, cell_px: int = 220) -> go.Figure:
     """A grid of overlays: ``maps[row][col]`` (rows = targets, columns = methods).
 
     ``images`` is one H×W×3 image for every cell or one per row. With ``shared_scale`` all
-    cells use one colour range and one colour bar, so strengths compare across cells;
-    otherwise each cell is scaled to its own range and the colour bar says so. ``None`` cells
-    stay empty. Row labels are on the left, the colour bar on the right.
+    cells use one colour range and one colour bar, so strengths compare across cells; with
+    ``"column"`` each column has its own range (one method's maps compare across targets,
+    whatever the methods' units), written under the column's title; otherwise (``False``) each
+    cell is scaled to its own range and the colour bar says so. ``None`` cells stay empty.
+    Row labels are on the left, the colour bar on the right.
     """
     n_rows, n_cols = len(row_labels), len(col_labels)
     row_images = per_row_images(images, n_rows)
     flat = [maps[r][c] for r in range(n_rows) for c in range(n_cols)]
-    ranges = colormaps.grid_ranges(flat, colormap, shared_scale)
+    ranges = cell_ranges(maps, n_rows, n_cols, colormap, shared_scale)
+    if shared_scale == "column":
+        col_labels = [f"{label}<br><sub>{column_range_text(ranges, c, n_cols)}</sub>"
+                      for c, label in enumerate(col_labels)]
     fig = make_subplots(rows=n_rows, cols=n_cols, column_titles=list(col_labels), row_titles=list(row_labels),
                         horizontal_spacing=0.01, vertical_spacing=0.02)
     for i, (heatmap, span) in enumerate(zip(flat, ranges)):
@@ -113,21 +118,57 @@ def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Seque
         fig.add_trace(go.Image(source=png_data_uri(cell), hoverinfo="skip"), row=r + 1, col=c + 1)
     present = [s for s in ranges if s is not None]
     if present:
-        fig.add_trace(_colour_bar_marker(colormap, present[0] if shared_scale else None))
+        fig.add_trace(_colour_bar_marker(colormap, present[0] if shared_scale is True else None,
+                                         "each column's range" if shared_scale == "column" else "each map's own range"))
     fig.update_annotations(selector=dict(textangle=90), x=0, xanchor="right", textangle=-90)  # row titles
     fig.update_layout(margin=dict(l=30, r=10, t=40, b=10), height=40 + cell_px * n_rows,
                       width=None if n_cols > 4 else 120 + cell_px * n_cols)
     return _hide_axes(fig)
 
 
-def _colour_bar_marker(colormap: str, span: tuple[float, float] | None) -> go.Scatter:
-    """An invisible marker that carries a grid's colour bar: the shared ``span``, or, when each map
-    has its own range (``None``), ticks that name the ends of every map's range instead of values."""
+def cell_ranges(maps: Sequence[Sequence[np.ndarray | None]], n_rows: int, n_cols: int, colormap: str,
+                shared_scale: bool | str) -> list[tuple[float, float] | None]:
+    """The colour range of every cell, row-major: one for the grid (``True``), one per column
+    (``"column"``) or one per map (``False``); shared by ``heatmap_grid`` and ``ui.export.grid_png``."""
+    if shared_scale == "column":
+        columns = [colormaps.grid_ranges([maps[r][c] for r in range(n_rows)], colormap, shared=True)
+                   for c in range(n_cols)]
+        return [columns[c][r] for r in range(n_rows) for c in range(n_cols)]
+    if shared_scale not in (True, False):
+        raise ValueError(f"shared_scale must be True, False or 'column'; got {shared_scale!r}.")
+    return colormaps.grid_ranges([maps[r][c] for r in range(n_rows) for c in range(n_cols)], colormap, shared_scale)
+
+
+def column_range_text(ranges: Sequence[tuple[float, float] | None], col: int, n_cols: int) -> str:
+    """``"lo … hi"`` of a column's shared range (empty when every cell of the column failed)."""
+    span = next((s for s in ranges[col::n_cols] if s is not None), None)
+    return "" if span is None else f"{span[0]:.3g} … {span[1]:.3g}"
+
+
+def outline_regions(fig: go.Figure, regions: dict[tuple[int, int], np.ndarray], name: str = "region",
+                    colour: str = "#00e600") -> go.Figure:
+    """Mark boolean H×W ``regions`` on cells ``(row, col)`` of a ``heatmap_grid`` (same size as its
+    images): open squares on the region's boundary pixels, so a region of a few pixels is still seen
+    and the map under it stays visible."""
+    for (row, col), region in regions.items():
+        region = np.pad(np.asarray(region, dtype=bool), 1)
+        inner = region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
+        ys, xs = np.nonzero(region[1:-1, 1:-1] & ~inner)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", showlegend=False, name=name,
+                                 marker=dict(symbol="square-open", size=9, color=colour, line=dict(width=2)),
+                                 hovertemplate=f"{name}: x=%{{x}}, y=%{{y}}<extra></extra>"), row=row + 1, col=col + 1)
+    return fig
+
+
+def _colour_bar_marker(colormap: str, span: tuple[float, float] | None,
+                       relative_title: str = "each map's own range") -> go.Scatter:
+    """An invisible marker that carries a grid's colour bar: the shared ``span``, or, when maps
+    have their own ranges (``None``), ticks that name the ends of the range instead of values."""
     if span is not None:
         lo, hi, ticks, title = *span, {}, ""
     else:
         names = colormaps.relative_ticks(colormap)
-        lo, hi, title = 0.0, 1.0, "each map's own range"
+        lo, hi, title = 0.0, 1.0, relative_title
         ticks = dict(tickvals=list(names), ticktext=list(names.values()))
     return go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                       marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
