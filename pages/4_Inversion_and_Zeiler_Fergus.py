@@ -81,7 +81,9 @@ with tab_deconv:
     if proj is not None:
         st.plotly_chart(image_grid_figure(proj.display(), [f"map {c} (max {a:.2f})" for c, a in
                                                            zip(proj.channels, proj.activations)]), **GRID)
-        st.caption("Each projection is scaled to its own largest |value| around mid-grey."
+        st.caption("Each projection is scaled to its own largest |value| around mid-grey. A fine checkerboard is "
+                   "expected: the DeconvNet ignores the forward ReLU masks, so the grid of the strided "
+                   "(transposed) convolutions shows through, more than in a plain gradient of the same map."
                    + ("" if proj.relu_calls else " This network has no ReLU: these are plain gradients."))
 
 # ------------------------------------------------------------------ transformations
