@@ -6,6 +6,7 @@ from PIL import Image
 
 from xai_core import dataset, rig
 from xai_core.embedded import EmbeddedNet
+from xai_core.engine import Engine
 from xai_core.model_handle import LoadedModel
 
 PAIR = dataset.PART_PAIR
@@ -47,17 +48,18 @@ def test_targets_follow_the_papers_rule():
 
 
 def test_support_networks_reduce_their_mse(model, data, supports):
-    logits = rig.batched_logits(model.module, data.images, model.device)
+    engine = Engine(model.device)
+    logits = rig.batched_logits(model.module, data.images, engine)
     assert [name for name, _ in supports.modules(model)] == ["classifier", "α=2", "α=8"]
     for alpha in (2.0, 8.0):
         targets = rig.modified_targets(logits, data.labels, data.classes, alpha)
         # One logit of each image is off by α before training: MSE = α² / number of classes.
         assert supports.curves[alpha][0] == pytest.approx(alpha ** 2 / model.num_classes, rel=1e-5)
         after = float(torch.nn.functional.mse_loss(rig.batched_logits(supports.networks[alpha], data.images,
-                                                                      model.device), targets))
+                                                                      engine), targets))
         assert after < 0.9 * supports.curves[alpha][0]
     # The classifier itself is never modified by training its copies.
-    torch.testing.assert_close(rig.batched_logits(model.module, data.images, model.device), logits)
+    torch.testing.assert_close(rig.batched_logits(model.module, data.images, engine), logits)
 
 
 def test_batched_training_matches_sequential_training(model, data, tmp_path):

@@ -126,11 +126,13 @@ def modified_targets(logits: torch.Tensor, labels: torch.Tensor, classes: Sequen
     return targets
 
 
-@torch.no_grad()
-def batched_logits(module: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 64) -> torch.Tensor:
-    """fp32 pre-softmax outputs of ``module`` on ``images`` (N×C×H×W), on the CPU."""
-    with torch.autocast(device.type, enabled=False):
-        return torch.cat([module(images[i:i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)])
+def batched_logits(module: nn.Module, images: torch.Tensor, engine: Engine) -> torch.Tensor:
+    """fp32 pre-softmax outputs of ``module`` on ``images`` (N×C×H×W, on the CPU), returned on the CPU."""
+    def logits(start: int, stop: int) -> torch.Tensor:
+        with torch.no_grad(), engine.autocast(False):  # regression targets and logit tables stay exact
+            return module(images[start:stop].to(engine.device)).float()
+
+    return engine.map_cat(logits, len(images), key=f"rig-logits:{type(module).__name__}").cpu()
 
 
 # ------------------------------------------------------------------ support networks
@@ -302,7 +304,7 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
         networks, curves = stored
         return SupportNetworks(data.classes, alphas, networks, curves, key, directory, True, mode)
 
-    logits = batched_logits(model.module, data.images, model.device)
+    logits = batched_logits(model.module, data.images, Engine(model.device))
     targets = torch.stack([modified_targets(logits, data.labels, data.classes, a) for a in trained]) \
         if trained else torch.empty(0)
     networks, curves = {}, {}
@@ -451,8 +453,7 @@ def occlusion_logits(model: LoadedModel, x: torch.Tensor, classes: Sequence[int]
     black = model.normalized_constant(0.0).to(x.device)
     masks = [np.zeros_like(region, dtype=bool), region.astype(bool), top_region(ig_scores, int(region.sum()))]
     images = torch.stack([torch.where(torch.as_tensor(m, device=x.device), black, x) for m in masks])
-    with model.lock:
-        logits = batched_logits(model.module, images, model.device)
+    logits = batched_logits(model.module, images, Engine(model.device))
     return logits[:, list(classes)].numpy()
 
 
@@ -462,11 +463,12 @@ def accuracy_table(model: LoadedModel, supports: SupportNetworks, train: Trainin
     """The paper's Table 1 layout: per-class and total accuracy on train and validation, one row
     per network. A prediction is the larger of the pair's two logits (the paper's classifier is binary)."""
     a, b = train.classes
+    engine = Engine(model.device)
     rows = []
     for name, module in supports.modules(model):
         row: dict = {"network": name}
         for split, data in (("train", train), ("val", val)):
-            logits = batched_logits(module, data.images, model.device)
+            logits = batched_logits(module, data.images, engine)
             predicted = torch.where(logits[:, b] > logits[:, a], b, a)
             hit = predicted == data.labels
             for c in (a, b):
