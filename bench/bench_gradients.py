@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xai_core.engine import Engine  # noqa: E402
 from xai_core.methods import explain  # noqa: E402
 from xai_core.models import build_random  # noqa: E402
+from timing import sync  # noqa: E402
 
 TARGET = 1
 
@@ -76,11 +77,6 @@ def timed_together(fns: dict[str, Callable[[], object]], repeats: int) -> dict[s
         if round_ > 0:
             best = {name: min(best.get(name, float("inf")), t) for name, t in times.items()}
     return best
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def floor_fn(net, x: torch.Tensor, n: int, batch: int, backward: bool) -> Callable[[], None]:

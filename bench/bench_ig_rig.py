@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xai_core import dataset, rig  # noqa: E402
 from xai_core.engine import Engine  # noqa: E402
 from xai_core.methods.integrated_gradients import integrated_gradients  # noqa: E402
+from timing import best_time  # noqa: E402
 
 
 def build(arch: str) -> torch.nn.Module:
@@ -39,16 +39,6 @@ def build(arch: str) -> torch.nn.Module:
     return torchvision.models.get_model(arch, num_classes=len(dataset.CLASSES)).eval()
 
 
-def timed(fn, repeat: int = 3) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def per_item_costs(net: torch.nn.Module, batch: int, size: int, device: torch.device) -> tuple[float, float]:
     """Seconds per item for a forward pass and for one backward pass to the input, on full batches."""
     xs = torch.randn(batch, 3, size, size, device=device)
@@ -61,8 +51,8 @@ def per_item_costs(net: torch.nn.Module, batch: int, size: int, device: torch.de
         inputs = xs.clone().requires_grad_(True)
         torch.autograd.grad(net(inputs)[:, 0].sum(), inputs)
 
-    t_fwd = timed(forward)
-    t_both = timed(forward_backward)
+    t_fwd = best_time(forward, 3, device)
+    t_both = best_time(forward_backward, 3, device)
     return t_fwd / batch, max(t_both - t_fwd, 0.0) / batch
 
 
@@ -79,7 +69,7 @@ def ig_row(arch: str, k: int, steps: int, device: torch.device) -> dict:
         for module in nets:
             integrated_gradients(module, x, baseline, targets, steps=steps, rule="gausslegendre", engine=engine)
 
-    actual = timed(all_networks, repeat=2)
+    actual = best_time(all_networks, 2, device)
     batch = engine.initial_batch(steps, "bound", None)
     fwd, bwd = per_item_costs(net, batch, size, device)
     bound = len(nets) * steps * (fwd + len(targets) * bwd)
@@ -105,7 +95,7 @@ def multi_target_row(arch: str, steps: int, device: torch.device, targets: int =
         seeds = torch.eye(targets, device=device).unsqueeze(1).expand(targets, steps, targets)
         torch.autograd.grad(out, inputs, grad_outputs=seeds, is_grads_batched=True)
 
-    t_loop, t_batched = timed(loop), timed(batched)
+    t_loop, t_batched = best_time(loop, 3, device), best_time(batched, 3, device)
     return {"arch": arch, "targets": targets, "points": steps, "backward per target s": t_loop,
             "is_grads_batched s": t_batched, "batched / loop": t_batched / t_loop}
 
@@ -115,8 +105,8 @@ def training_row(arch: str, k: int, n: int, batch: int, device: torch.device) ->
     images = torch.randn(n, 3, dataset.IMAGE_SIZE, dataset.IMAGE_SIZE)
     targets = torch.randn(k, n, len(dataset.CLASSES))
     kwargs = dict(lr=4e-5, epochs=1, batch_size=batch, seed=0, device=device, progress=None)
-    t_one = timed(lambda: rig._fit_sequential(net, images, targets[:1], **kwargs), repeat=1)
-    t_batched = timed(lambda: rig._fit_batched(net, images, targets, **kwargs), repeat=1)
+    t_one = best_time(lambda: rig._fit_sequential(net, images, targets[:1], **kwargs), 1, device)
+    t_batched = best_time(lambda: rig._fit_batched(net, images, targets, **kwargs), 1, device)
     one = n / t_one
     together = k * n / t_batched
     return {"arch": arch, "K": k, "plain, one copy (img/s)": one, f"vmap, {k} copies (img·net/s)": together,

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -25,19 +23,7 @@ from xai_core.engine import Engine  # noqa: E402
 from xai_core.inversion import InversionSettings, invert  # noqa: E402
 from xai_core.methods.occlusion import occluder_starts, scan  # noqa: E402
 from xai_core.models import build_random  # noqa: E402
-
-
-def best_of(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time  # noqa: E402
 
 
 def main() -> None:
@@ -64,9 +50,9 @@ def main() -> None:
     def floor() -> None:
         engine.map(lambda a, b: model.module(x.expand(b - a, -1, -1, -1)).float().softmax(-1), n)
 
-    ours = best_of(lambda: scan(model, x, [1], window=args.window, stride=args.stride, fill="grey", engine=engine),
-                   args.repeats, device)
-    base = best_of(floor, args.repeats, device)
+    ours = best_time(lambda: scan(model, x, [1], window=args.window, stride=args.stride, fill="grey", engine=engine),
+                     args.repeats, device, warmup=False)
+    base = best_time(floor, args.repeats, device, warmup=False)
     print(f"occlusion  floor {base:7.3f}s  ours {ours:7.3f}s  ratio {ours / base:5.2f}")
     try:
         from captum.attr import Occlusion
@@ -75,16 +61,16 @@ def main() -> None:
     else:
         occlusion = Occlusion(lambda batch: model.module(batch).softmax(-1))
         for per_eval in (1, 32):
-            ref = best_of(lambda: occlusion.attribute(
+            ref = best_time(lambda: occlusion.attribute(
                 x.unsqueeze(0), sliding_window_shapes=(3, args.window, args.window),
                 strides=(3, args.stride, args.stride), baselines=0.0, target=1, perturbations_per_eval=per_eval),
-                1, device)
+                1, device, warmup=False)
             print(f"captum perturbations_per_eval={per_eval:<3d} {ref:7.3f}s  ours is {ref / ours:5.2f}× faster")
 
     settings = InversionSettings(steps=args.steps, frame_every=0)
     targets = list(range(args.targets))
-    together = best_of(lambda: invert(model, targets, settings, engine=engine), args.repeats, device)
-    separate = best_of(lambda: [invert(model, [t], settings, engine=engine) for t in targets], args.repeats, device)
+    together = best_time(lambda: invert(model, targets, settings, engine=engine), args.repeats, device, warmup=False)
+    separate = best_time(lambda: [invert(model, [t], settings, engine=engine) for t in targets], args.repeats, device, warmup=False)
     print(f"inversion  {args.targets} classes × {args.steps} steps: one batch {together:7.3f}s, "
           f"separate runs {separate:7.3f}s, ratio {separate / together:5.2f}")
 
