@@ -25,7 +25,7 @@ st.title("Gradients and CAM")
 methods = st.multiselect("Methods (columns)", PAGE_METHODS, default=DEFAULT_METHODS,
                          format_func=lambda m: METHODS[m].label)
 targets = st.multiselect("Target classes (rows) — type to search any class by name", range(model.num_classes),
-                         default=[selection.target], format_func=lambda c: f"{model.categories[c]} ({c})",
+                         default=[selection.target], format_func=model.class_label,
                          max_selections=6)
 
 c1, c2, c3 = st.columns(3)

@@ -34,7 +34,7 @@ fill = c2.selectbox("Fill of masked pixels", FILLS, help="black (the paper), gre
                     "or a blurred copy of the image (σ = 10 px at 224 px)")
 others = [q["index"] for q in selection.predictions if q["index"] != selection.target]
 second = c3.selectbox("Second target class", range(model.num_classes), index=others[0] if others else 0,
-                      format_func=lambda c: f"{c}: {model.categories[c]}")
+                      format_func=model.class_label)
 targets = (selection.target, int(second))
 names = [model.categories[t] for t in targets]
 

@@ -26,7 +26,7 @@ rule = c3.selectbox("Integration rule", RULES, index=RULES.index("gausslegendre"
 reduce = c4.selectbox("Channel reduction", REDUCTIONS, help="sum, |sum| or the positive part of the sum")
 noise_draws = st.slider("Noise draws", 1, 16, 4) if baseline == "noise" else 4
 targets = st.multiselect("Target classes", range(model.num_classes), default=[selection.target],
-                         format_func=lambda c: f"{c}: {model.categories[c]}", max_selections=4)
+                         format_func=model.class_label, max_selections=4)
 if targets:
     params = {"steps": steps, "baseline": baseline, "rule": rule, "reduce": reduce, "noise_draws": noise_draws}
     bar = progress_bar("Integrated Gradients")
@@ -70,9 +70,8 @@ st.info("The paper does not state how a feature counts as *present* in a map. Ou
 embedded = model.name == "embedded"
 default_pair = dataset.PART_PAIR if embedded else tuple(p["index"] for p in selection.predictions[:2])
 c1, c2 = st.columns(2)
-label = lambda c: f"{c}: {model.categories[c]}"  # noqa: E731
-class_a = c1.selectbox("Class A", range(model.num_classes), index=int(default_pair[0]), format_func=label)
-class_b = c2.selectbox("Class B", range(model.num_classes), index=int(default_pair[1]), format_func=label)
+class_a = c1.selectbox("Class A", range(model.num_classes), index=int(default_pair[0]), format_func=model.class_label)
+class_b = c2.selectbox("Class B", range(model.num_classes), index=int(default_pair[1]), format_func=model.class_label)
 c1, c2, c3, c4 = st.columns(4)
 alpha_text = c1.text_input("α values", "0, 2, 4, 6, 8")
 epochs = c2.number_input("Epochs", 1, 100, rig.DEFAULT_EPOCHS)

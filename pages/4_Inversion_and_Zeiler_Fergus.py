@@ -137,7 +137,7 @@ with tab_inversion:
                 "network amplifies what it already sees there.")
     with st.form("inversion"):
         targets = st.multiselect("Target classes", range(model.num_classes), default=[selection.target],
-                                 format_func=lambda c: f"{c}: {model.categories[c]}", max_selections=6)
+                                 format_func=model.class_label, max_selections=6)
         c1, c2, c3, c4 = st.columns(4)
         from_image = c1.radio("Start", ["noise", "sidebar image (deep dream)"]) != "noise"
         optimizer = c2.selectbox("Optimiser", OPTIMIZERS)
@@ -185,7 +185,7 @@ with tab_inversion:
 
     for column, (name, run) in zip(st.columns(max(1, len(runs))), runs):
         result = run.result()
-        labels = [f"{run.model.categories[t]} ({t})" for t in result.targets]
+        labels = [run.model.class_label(t) for t in result.targets]
         with column:
             st.subheader(f"{name}" + (f" — stopped at step {result.steps_done}/{result.steps_planned}"
                                       if result.stopped else ""))

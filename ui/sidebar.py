@@ -272,12 +272,12 @@ def _target_widgets(model: LoadedModel, predicted: int) -> int:
     mode = _persistent(st.sidebar.radio, "target_mode", PREDICTED, lambda v: v in (PREDICTED, CHOSEN),
                        label="Target class", options=(PREDICTED, CHOSEN), horizontal=True)
     if mode == PREDICTED:
-        st.sidebar.caption(f"Explaining the prediction: {model.categories[predicted]} ({predicted}).")
+        st.sidebar.caption(f"Explaining the prediction: {model.class_label(predicted)}.")
         return predicted
     n = model.num_classes
     return _persistent(st.sidebar.selectbox, "target", predicted, lambda v: isinstance(v, int) and 0 <= v < n,
                        label="Class (type to search)", options=range(n),
-                       format_func=lambda i: f"{model.categories[i]} ({i})")
+                       format_func=model.class_label)
 
 
 # ------------------------------------------------------------------------ main

@@ -95,6 +95,10 @@ class LoadedModel:
         shown = ", ".join(self.categories[i] for i in hits[:5])
         raise ParameterError(f"'{target}' matches several classes ({shown}...); be more specific.")
 
+    def class_label(self, index: int) -> str:
+        """How a class is shown everywhere: its name, then its index."""
+        return f"{self.categories[index]} ({index})"
+
     def resolve_targets(self, targets: Sequence[int | str]) -> list[int]:
         return [self.resolve_target(t) for t in targets]
 
