@@ -49,7 +49,7 @@ def measure(arch: str, n: int, device: torch.device) -> dict:
         def batch(start, stop):
             with torch.no_grad():
                 model.module(x.expand(stop - start, -1, -1, -1)).float().softmax(-1)
-        engine.map(batch, n, key=key)
+        engine.map(batch, n, section="masked_forward", key=key)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

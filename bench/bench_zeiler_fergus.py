@@ -48,7 +48,7 @@ def main() -> None:
 
     @torch.no_grad()
     def floor() -> None:
-        engine.map(lambda a, b: model.module(x.expand(b - a, -1, -1, -1)).float().softmax(-1), n)
+        engine.map(lambda a, b: model.module(x.expand(b - a, -1, -1, -1)).float().softmax(-1), n, section="score_difference")
 
     ours = best_time(lambda: scan(model, x, [1], window=args.window, stride=args.stride, fill="grey", engine=engine),
                      args.repeats, device, warmup=False)

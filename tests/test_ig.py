@@ -7,7 +7,7 @@ from torch import nn
 from xai_core.engine import Engine
 from xai_core.errors import ParameterError
 from xai_core.methods import explain
-from xai_core.methods.integrated_gradients import RULES, integrated_gradients, quadrature
+from xai_core.methods.integrated_gradients import RULES, integrated_gradients, path_integral, quadrature
 from xai_core.model_handle import LoadedModel
 
 
@@ -35,13 +35,14 @@ def linear():
 
 
 @pytest.mark.parametrize("rule", ["riemann_left", "riemann_trapezoid", "gausslegendre"])
-@pytest.mark.parametrize("baseline", ["black", "mean", "white"])
+@pytest.mark.parametrize("baseline", ["black", "grey", "white", "constant", "image_mean"])
 def test_ig_of_a_linear_model_is_weight_times_difference(linear, rule, baseline):
     model, w = linear
     x = torch.randn(3, 8, 8)
-    reference = {"black": model.normalized_constant(0.0), "mean": torch.zeros(3, 1, 1),
-                 "white": model.normalized_constant(1.0)}[baseline]
-    results = explain(model, x, "ig", [0, 3], {"steps": 3, "rule": rule, "baseline": baseline})
+    reference = {"black": model.normalized_constant(0.0), "grey": torch.zeros(3, 1, 1),
+                 "white": model.normalized_constant(1.0), "constant": model.normalized_constant(0.25),
+                 "image_mean": x.mean(dim=(1, 2), keepdim=True)}[baseline]
+    results = explain(model, x, "ig", [0, 3], {"steps": 3, "rule": rule, "baseline": baseline, "constant": 0.25})
     for res, c in zip(results, [0, 3]):
         expected = w[c] * (x - reference)
         np.testing.assert_allclose(res.attribution, expected.numpy(), rtol=1e-4, atol=1e-5)
@@ -113,3 +114,15 @@ def test_reductions_and_bad_parameters(linear):
         explain(model, x, "ig", 1, {"rule": "simpson"})
     with pytest.raises(ParameterError):
         explain(model, x, "ig", 1, {"steps": 1})
+
+
+def test_batched_path_integral_equals_one_image_at_a_time():
+    net = smooth_net()
+    xs, baselines = torch.randn(3, 3, 12, 12), torch.rand(3, 2, 3, 12, 12)
+    engine = Engine("cpu", batch_size=7)  # batches straddle images and baselines
+    batched = path_integral(net, xs, baselines, [0, 4], steps=6, rule="gausslegendre", engine=engine)
+    for b in range(3):
+        alone = integrated_gradients(net, xs[b], baselines[b], [0, 4], steps=6, rule="gausslegendre", engine=engine)
+        torch.testing.assert_close(batched.attributions[:, b], alone.attributions, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(batched.f_baseline[:, b], alone.f_baseline)
+        torch.testing.assert_close(batched.completeness_gap[:, b], alone.completeness_gap, rtol=1e-3, atol=1e-6)

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_core.errors import ParameterError
-from xai_core.hooks import activation_at, capture, hook_count
+from xai_core.instrument.capture import activation_at, capture, hook_count
 from xai_core.methods import explain
-from xai_core.methods.relu_rules import relu_backward_rule
+from xai_core.instrument.relu_rules import relu_backward_rule
 from xai_core.model_handle import LoadedModel
 
 

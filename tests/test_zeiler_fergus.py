@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from captum.attr import Occlusion
 from torch import nn
 
-from xai_core.hooks import hook_count
+from xai_core.instrument.capture import hook_count
 from xai_core.methods import explain
-from xai_core.methods.occlusion import fill_image, occlusion_sensitivity
+from xai_core.methods.occlusion import occlusion_sensitivity
+from xai_core.replacements import REPLACEMENTS, replacement_image
 from xai_core.model_handle import LoadedModel
 from xai_core.zeiler_fergus import deconv_projections, transform_batch, transform_sensitivity
 
@@ -61,12 +62,12 @@ def test_occlusion_finds_the_patch_the_model_depends_on():
     assert hook_count(model.module) == 0
 
 
-@pytest.mark.parametrize("fill", ["grey", "black", "mean", "blur"])
+@pytest.mark.parametrize("fill", REPLACEMENTS)
 def test_occlusion_matches_captum(fill):
     model, x = handle(small_cnn(), 29, 5, "3"), torch.randn(3, 29, 29)
     window, stride = 6, 4  # 29 − 6 is not a multiple of 4: the last windows are cut at the border
     [ours] = explain(model, x, "occlusion", 2, {"window": window, "stride": stride, "fill": fill})
-    baseline = fill_image(model, x, fill, window).unsqueeze(0)
+    baseline = replacement_image(model, x, fill).unsqueeze(0)
     theirs = Occlusion(lambda batch: model.module(batch).softmax(-1)).attribute(
         x.unsqueeze(0), sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
         baselines=baseline, target=2)[0].numpy()

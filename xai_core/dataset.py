@@ -346,10 +346,10 @@ def evaluate(model, seed: int, n: int, engine=None) -> dict:
         x = normalize(images[start:stop], model.mean, model.std).to(model.device)
         if model.input_size != IMAGE_SIZE:
             x = F.interpolate(x, size=model.input_size, mode="bilinear", antialias=True, align_corners=False)
-        with torch.no_grad():  # ``map`` already runs this under the engine's autocast
+        with torch.no_grad():
             return to_dataset[model.module(x).argmax(1)]
 
-    predicted = engine.map_cat(predict, n, key=f"evaluate:{model.name}").cpu().numpy()
+    predicted = engine.map_cat(predict, n, section="logits", key=f"evaluate:{model.name}").cpu().numpy()
     correct = predicted == labels
     per_class = {name: float(correct[labels == k].mean()) for k, name in enumerate(CLASSES) if (labels == k).any()}
     return {"accuracy": float(correct.mean()), "per_class": per_class, "n": int(n)}

@@ -4,8 +4,9 @@ A method describes its work as ``n`` independent items (noisy copies, IG steps, 
 occluder positions, channels...) and a function that processes the half-open slice
 ``[start, stop)`` of them on the device. The engine picks the batch size, halves it and
 retries the same slice when the device runs out of memory, reports progress, and applies
-autocast on CUDA. Results stay on the device: methods reduce them there and move only the
-final map to the host.
+runs each batch in the precision its section is given by ``precision.py`` (the one precision
+policy). Results stay on the device: methods reduce them there and move only the final map
+to the host.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable, TypeVar
 
 import torch
 
+from . import precision
 from .errors import ResourceError
 
 T = TypeVar("T")
@@ -29,7 +31,8 @@ def is_oom(err: BaseException) -> bool:
     """True for CUDA/CPU allocation failures, which are worth a retry with a smaller batch."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 class Engine:
@@ -51,19 +54,10 @@ class Engine:
         self._learned: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    # ----------------------------------------------------------------- autocast
-    def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
-        """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op elsewhere.
-
-        Methods whose result depends on small differences (IG completeness, Score-CAM
-        baselines) call ``engine.autocast(False)`` around that part to keep fp32.
-        """
-        if not self.use_autocast:
-            return contextlib.nullcontext()
-        if not enabled:  # must actively switch off: ``map`` already runs its work under autocast
-            return torch.autocast("cuda", enabled=False)
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+    # ---------------------------------------------------------------- precision
+    def precision(self, section: str) -> contextlib.AbstractContextManager:
+        """The autocast context of ``section`` on this engine's device (see ``xai_core.precision``)."""
+        return precision.section(self.device, section, mixed_allowed=self.use_autocast)
 
     # --------------------------------------------------------------- batch size
     def initial_batch(self, n: int, key: str, item_bytes: int | None) -> int:
@@ -86,14 +80,14 @@ class Engine:
             self._learned[key] = size
 
     # -------------------------------------------------------------------- running
-    def map(self, fn: Callable[[int, int], T], n: int, *, key: str = "default",
+    def map(self, fn: Callable[[int, int], T], n: int, *, section: str, key: str = "default",
             item_bytes: int | None = None, progress: Progress | None = None,
             message: str = "") -> list[T]:
         """Call ``fn(start, stop)`` over ``[0, n)`` in batches and return the results in order.
 
         On out-of-memory the same slice is retried with half the batch; a failure with a
-        batch of one raises ``ResourceError``. ``fn`` runs under autocast when enabled;
-        it may open ``engine.autocast(False)`` inside for fp32 sections.
+        batch of one raises ``ResourceError``. ``fn`` runs in the precision of ``section``;
+        it may open another section inside (e.g. an fp32 ``accumulation``).
         """
         if n <= 0:
             return []
@@ -103,7 +97,7 @@ class Engine:
         while start < n:
             stop = min(n, start + size)
             try:
-                with self.autocast():
+                with self.precision(section):
                     results.append(fn(start, stop))
             except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
                 if not is_oom(err):

@@ -48,11 +48,14 @@ _FOURIER_MAGIC = 4.0  # Lucid's scale of the inverse FFT output before the sigmo
 
 @dataclass(frozen=True)
 class InversionSettings:
-    """Everything that defines a run besides the model, the targets and the start image."""
+    """Everything that defines a run besides the model, the targets and the start image.
+
+    These defaults are the user-facing ones: the command line and page 4 read them from here.
+    """
     steps: int = 200
     optimizer: str = "adam"
     lr: float = 0.05
-    blur_every: int = 0          # 0: no blur; else Gaussian blur of the image every k steps
+    blur_every: int = 4          # Gaussian blur of the image every k steps (0: never); the handout's regulariser
     blur_sigma: float = 0.5
     l2: float = 0.0              # weight of mean(x²) (x: the normalised image)
     tv: float = 0.0              # weight of the mean squared difference of neighbouring pixels
@@ -211,7 +214,7 @@ class InversionRun:
 
     # ------------------------------------------------------------------ pieces
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with self.engine.autocast():
+        with self.engine.precision("optimisation"):
             return self.model.module(x).float()
 
     @torch.no_grad()

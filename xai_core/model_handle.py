@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ParameterError
-from .hooks import layers_with_feature_maps, get_layer
+from .instrument.capture import get_layer, layers_with_feature_maps
 
 
 @dataclass(eq=False)

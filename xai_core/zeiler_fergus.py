@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from .engine import Engine, Progress
 from .errors import ParameterError
-from .hooks import capture, feature_map_check
-from .methods.relu_rules import relu_backward_rule
+from .instrument.capture import capture, feature_map_check
+from .instrument.relu_rules import relu_backward_rule
 from .model_handle import LoadedModel
 
 PROJECTION_MODES = ("map", "max")
@@ -146,12 +146,11 @@ def transform_sensitivity(model: LoadedModel, x: torch.Tensor, kind: str, values
     @torch.no_grad()
     def evaluate(start: int, stop: int) -> torch.Tensor:
         batch = transform_batch(x, kind, values[start:stop])
-        # fp32 like ``model.predict``, so that the identity transform gives the plain prediction
-        with engine.autocast(False):
-            probs = model.module(batch).float().softmax(-1)
+        probs = model.module(batch).float().softmax(-1)
         return torch.cat([probs[:, index], probs.argmax(-1, keepdim=True).float()], dim=1)
 
-    out = engine.map_cat(evaluate, len(values), key=f"transform:{model.name}:{x.shape[-1]}",
+    # fp32 like ``model.predict``, so that the identity transform gives the plain prediction
+    out = engine.map_cat(evaluate, len(values), section="score_difference", key=f"transform:{model.name}:{x.shape[-1]}",
                          item_bytes=x.numel() * 4 * 8, progress=progress, message=kind).cpu()
     with torch.no_grad():
         shown = model.denormalize(transform_batch(x, kind, values).float()).permute(0, 2, 3, 1).cpu().numpy()

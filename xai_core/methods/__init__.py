@@ -2,48 +2,75 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..engine import Engine, Progress
 from ..errors import ParameterError
 from ..model_handle import LoadedModel
-from .base import Method, MethodOutput, Param
+from .base import FAMILIES, Method, MethodOutput, Param
 from .registry import METHODS
 
-__all__ = ["Explanation", "METHODS", "Method", "MethodOutput", "Param", "explain", "get_method"]
+__all__ = ["Explanation", "FAMILIES", "METHODS", "Method", "MethodOutput", "Param", "explain", "get_method",
+           "list_methods"]
 
 
 @dataclass
 class Explanation:
-    """One method's result for one target, on the host."""
+    """One method's result for one target, on the host.
+
+    ``map`` is the H×W map the pages draw (unnormalised, in the method's own units);
+    ``attribution`` the C×H×W input attribution where the method has one; ``params`` every
+    parameter the method ran with (defaults filled in); ``extras`` its diagnostics (e.g. IG's
+    ``completeness_gap``, the CAM ``layer``).
+    """
     method: str
     target: int
-    map: np.ndarray                      # H×W float32
-    attribution: np.ndarray | None       # C×H×W float32, where the method has one
+    map: np.ndarray
+    attribution: np.ndarray | None
     params: dict[str, Any]
     extras: dict[str, Any] = field(default_factory=dict)
 
 
 def get_method(name: str) -> Method:
+    """The registered method ``name``; ``ParameterError`` listing the known names otherwise."""
     try:
         return METHODS[name]
     except KeyError:
         raise ParameterError(f"Unknown method '{name}'; available: {', '.join(METHODS)}.") from None
 
 
-def explain(model: LoadedModel, x: torch.Tensor, method: str, targets: Sequence[int | str] | int | str,
-            params: dict[str, Any] | None = None, *, engine: Engine | None = None,
-            progress: Progress | None = None) -> list[Explanation]:
-    """Explain ``model``'s decision on the preprocessed input ``x`` (C×H×W) for each target.
+def list_methods(family: str | None = None) -> list[Method]:
+    """Every registered method, in registry order, optionally only those of one ``family``."""
+    if family is not None and family not in FAMILIES:
+        raise ParameterError(f"Unknown family '{family}'; choose one of {', '.join(FAMILIES)}.")
+    return [m for m in METHODS.values() if family is None or m.family == family]
 
+
+def explain(model: LoadedModel, x: torch.Tensor | Image.Image, method: str,
+            targets: Sequence[int | str] | int | str | None = None, params: Mapping[str, Any] | None = None, *,
+            engine: Engine | None = None, progress: Progress | None = None) -> list[Explanation]:
+    """Explain ``model``'s decision on ``x`` for each target: one ``Explanation`` per target.
+
+    ``x`` is a preprocessed C×H×W tensor or a PIL image (preprocessed with the model's own
+    transform). ``targets`` are class indices or names; ``None`` means the predicted class.
     ``params`` are validated against the method's declared ranges (``ParameterError`` if
     impossible); a method with a layer gets ``model.default_layer`` when none is given.
+    ``progress(fraction, message)`` is called as batches finish and may raise to stop the work.
     """
     spec = get_method(method)
-    if isinstance(targets, (int, str, np.integer)):
+    if isinstance(x, Image.Image):
+        x = model.preprocess(x)
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ParameterError(f"Expected one image tensor C×H×W or a PIL image, got {shape}.")
+    x = x.to(model.device, torch.float32)
+    if targets is None:
+        targets = [model.predict(x, 1)[0]["index"]]
+    elif isinstance(targets, (int, str, np.integer)):
         targets = [targets]
     target_ids = model.resolve_targets(list(targets))
     if not target_ids:
@@ -51,16 +78,15 @@ def explain(model: LoadedModel, x: torch.Tensor, method: str, targets: Sequence[
     parsed = spec.parse_params(dict(params or {}))
     if spec.uses_layer and not parsed.get("layer"):
         parsed["layer"] = model.default_layer
-    if x.dim() != 3:
-        raise ParameterError(f"Expected one image tensor C×H×W, got shape {tuple(x.shape)}.")
     engine = engine or Engine(model.device)
-    x = x.to(model.device, torch.float32)
-    out = spec.fn(model, x, target_ids, engine=engine, progress=progress, **parsed)
+    out = spec.fn(model, x, target_ids[:1] if spec.class_agnostic else target_ids, engine=engine,
+                  progress=progress, **parsed)
     maps = out.maps.detach().float().cpu().numpy()
     attributions = None if out.attributions is None else out.attributions.detach().float().cpu().numpy()
-    return [Explanation(method=spec.name, target=t, map=maps[i],
-                        attribution=None if attributions is None else attributions[i],
-                        params=parsed, extras=_per_target(out.extras, i))
+    row = (lambda i: 0) if spec.class_agnostic else (lambda i: i)
+    return [Explanation(method=spec.name, target=t, map=maps[row(i)],
+                        attribution=None if attributions is None else attributions[row(i)],
+                        params=parsed, extras=_per_target(out.extras, row(i)))
             for i, t in enumerate(target_ids)]
 
 

@@ -2,12 +2,15 @@
 
 IG_i = (x_i − x'_i) · ∫₀¹ ∂F(x' + β(x − x'))/∂x_i dβ, the integral approximated by a
 quadrature rule over ``steps`` points of the straight path. All path points of all baselines
-go through the model in engine batches; every target reuses the same forward pass. The
-computation is kept in fp32 (autocast off) so that completeness, Σ IG = F(x) − F(x'), holds up
+(and, for a batch of images, of every image) go through the model in engine batches; every
+target reuses the same forward pass (``instrument.gradients``). Baselines are named
+replacements (``xai_core.replacements``: black, grey = the dataset mean, blur, noise...). The
+computation is kept in fp32 (precision section ``path_integral``) so that completeness, Σ IG = F(x) − F(x'), holds up
 to the quadrature error — the gap is returned per target.
 
 ``integrated_gradients`` works on any ``nn.Module`` (RIG runs it on its support networks);
-the registered method ``ig`` wraps it for a ``LoadedModel``.
+``path_integral`` is its batched form; the registered method ``ig`` wraps them for a
+``LoadedModel`` and is composable with the noise tunnel (SmoothGrad of IG).
 """
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
-from .base import Method, MethodOutput, Param
+from ..instrument.gradients import target_gradients
+from ..replacements import HELP as REPLACEMENT_HELP
+from ..replacements import REPLACEMENTS, replacement_image
+from .base import Method, MethodOutput, Param, sum_over_channels
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
-BASELINES = ("black", "mean", "blur", "noise", "white")
 REDUCTIONS = ("sum", "abs_sum", "positive")
 
 
@@ -52,83 +56,69 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return positions, weights
 
 
-def make_baselines(x: torch.Tensor, kind: str, *, black: torch.Tensor, white: torch.Tensor,
-                   to_normalized, noise_draws: int = 1, seed: int = 0) -> torch.Tensor:
-    """The baseline images (B×C×H×W, normalised like ``x``); B = ``noise_draws`` for noise, else 1.
-
-    ``black``/``white`` are the normalised constant colours (3×1×1); ``to_normalized`` maps
-    a [0, 1] pixel tensor to the model's normalisation. "mean" is the dataset mean, i.e. the
-    normalised zero image; "blur" is a Gaussian blur of ``x`` with σ = side / 16.
-    """
-    if kind == "black":
-        return black.expand_as(x).unsqueeze(0).clone()
-    if kind == "white":
-        return white.expand_as(x).unsqueeze(0).clone()
-    if kind == "mean":
-        return torch.zeros_like(x).unsqueeze(0)
-    if kind == "blur":
-        return gaussian_blur(x.unsqueeze(0), max(1.0, min(x.shape[-2:]) / 16))
-    if kind == "noise":
-        generator = torch.Generator().manual_seed(seed)
-        pixels = torch.rand((noise_draws, *x.shape), generator=generator)
-        return to_normalized(pixels).to(x.device, x.dtype)
-    raise ParameterError(f"Unknown baseline '{kind}'; choose one of {', '.join(BASELINES)}.")
-
-
 @dataclass
 class IGResult:
-    attributions: torch.Tensor   # T×C×H×W (mean over baselines)
-    f_input: torch.Tensor        # T: F_t(x)
-    f_baseline: torch.Tensor     # T: F_t(x'), mean over baselines
+    attributions: torch.Tensor   # T×C×H×W (mean over baselines); T×B×C×H×W from ``path_integral``
+    f_input: torch.Tensor        # T (or T×B): F_t(x)
+    f_baseline: torch.Tensor     # T (or T×B): F_t(x'), mean over baselines
 
     @property
     def completeness_gap(self) -> torch.Tensor:
-        """|Σ IG − (F(x) − F(x'))| per target."""
-        return (self.attributions.flatten(1).sum(1) - (self.f_input - self.f_baseline)).abs()
+        """|Σ IG − (F(x) − F(x'))| per target (and image)."""
+        return (self.attributions.flatten(-3).sum(-1) - (self.f_input - self.f_baseline)).abs()
+
+
+def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: list[int], *,
+                  steps: int, rule: str, engine: Engine, progress: Progress | None = None,
+                  message: str = "Integrated Gradients") -> IGResult:
+    """IG of ``module``'s outputs ``targets`` for each image of ``xs`` (B×C×H×W), averaged over that
+    image's ``baselines`` (B×D×C×H×W); attributions T×B×C×H×W.
+
+    The B·D·steps path points are the engine's items: one forward pass per batch serves every
+    target, then one backward pass per target through the retained graph (``autograd.grad`` only).
+    Measured on CPU (``bench/bench_ig_rig.py``), the batched vector-Jacobian product
+    (``is_grads_batched``) is no faster than this loop, which holds one input gradient at a time.
+    """
+    xs = xs.detach().float()
+    baselines = baselines.detach().float()
+    n_images, n_base = baselines.shape[:2]
+    positions, weights = quadrature(rule, steps)
+    positions = positions.to(xs.device, torch.float32)
+    weights = weights.to(xs.device, torch.float32)
+    deltas = xs.unsqueeze(1) - baselines                      # B×D×C×H×W
+    flat_base, flat_delta = baselines.flatten(0, 1), deltas.flatten(0, 1)
+
+    def batch(start: int, stop: int) -> torch.Tensor:
+        item = torch.arange(start, stop, device=xs.device)
+        pair, step = item // steps, item % steps           # pair = image · D + draw
+        beta = positions[step].view(-1, 1, 1, 1)
+        with torch.enable_grad():
+            points = (flat_base[pair] + beta * flat_delta[pair]).requires_grad_(True)
+            grads = target_gradients(module(points).float(), targets, points)      # T×batch×C×H×W
+        weighted = grads * (weights[step].view(-1, 1, 1, 1) * flat_delta[pair])
+        image = pair // n_base
+        out = torch.zeros(len(targets), n_images, *xs.shape[1:], device=xs.device)
+        return out.index_add_(1, image, weighted)
+
+    item_bytes = 4 * xs[0].numel() * 64  # activations kept for the backward dominate; a rough guess for CUDA
+    total = engine.map_sum(batch, n_images * n_base * steps, section="path_integral",
+                           key=f"ig:{type(module).__name__}:{tuple(xs.shape[1:])}", item_bytes=item_bytes,
+                           progress=progress, message=message)
+    index = torch.as_tensor(targets, device=xs.device)
+    with torch.no_grad(), engine.precision("path_integral"):
+        ends = module(torch.cat([xs, flat_base])).float()[:, index].T        # T×(B + B·D)
+    f_baseline = ends[:, n_images:].reshape(len(targets), n_images, n_base).mean(-1)
+    return IGResult(attributions=total / n_base, f_input=ends[:, :n_images], f_baseline=f_baseline)
 
 
 def integrated_gradients(module: nn.Module, x: torch.Tensor, baselines: torch.Tensor, targets: list[int], *,
                          steps: int, rule: str, engine: Engine, progress: Progress | None = None,
                          message: str = "Integrated Gradients") -> IGResult:
-    """IG of ``module``'s outputs ``targets`` at ``x`` (C×H×W), averaged over ``baselines`` (B×C×H×W).
-
-    One forward pass per batch of path points serves every target; each target then gets one
-    backward pass through the retained graph (``autograd.grad`` — no ``.grad`` written into the
-    shared parameters). Measured on CPU (``bench/bench_ig_rig.py``), the batched vector-Jacobian
-    product (``is_grads_batched``, the backward under vmap) is no faster (0.9× to 3.6× the time
-    of this loop across runs); the loop holds one input gradient at a time and needs no vmap rule
-    for every layer.
-    """
-    x = x.detach().float()
-    baselines = baselines.detach().float()
-    positions, weights = quadrature(rule, steps)
-    positions = positions.to(x.device, torch.float32)
-    weights = weights.to(x.device, torch.float32)
-    n_base = baselines.shape[0]
-    target_index = torch.as_tensor(targets, device=x.device)
-    deltas = x.unsqueeze(0) - baselines                       # B×C×H×W
-
-    def batch(start: int, stop: int) -> torch.Tensor:
-        item = torch.arange(start, stop, device=x.device)
-        draw, step = item // steps, item % steps
-        beta = positions[step].view(-1, 1, 1, 1)
-        with engine.autocast(False), torch.enable_grad():
-            points = (baselines[draw] + beta * deltas[draw]).requires_grad_(True)
-            picked = module(points).float()[:, target_index]   # batch×T
-            scale = (weights[step].view(-1, 1, 1, 1) * deltas[draw])
-            out = []
-            for t in range(len(targets)):
-                (grad,) = torch.autograd.grad(picked[:, t].sum(), points, retain_graph=t < len(targets) - 1)
-                out.append((grad * scale).sum(0))
-        return torch.stack(out)
-
-    item_bytes = 4 * x.numel() * 64  # activations kept for the backward dominate; a rough guess for CUDA
-    total = engine.map_sum(batch, n_base * steps, key=f"ig:{type(module).__name__}:{tuple(x.shape)}",
-                           item_bytes=item_bytes,
-                           progress=progress, message=message)
-    with torch.no_grad(), engine.autocast(False):
-        ends = module(torch.cat([x.unsqueeze(0), baselines])).float()[:, target_index]
-    return IGResult(attributions=total / n_base, f_input=ends[0], f_baseline=ends[1:].mean(0))
+    """IG of ``module``'s outputs ``targets`` at ``x`` (C×H×W), averaged over ``baselines`` (D×C×H×W):
+    ``path_integral`` for one image, attributions T×C×H×W."""
+    result = path_integral(module, x.unsqueeze(0), baselines.unsqueeze(0), targets, steps=steps, rule=rule,
+                           engine=engine, progress=progress, message=message)
+    return IGResult(result.attributions[:, 0], result.f_input[:, 0], result.f_baseline[:, 0])
 
 
 def reduce_channels(attributions: torch.Tensor, how: str) -> torch.Tensor:
@@ -143,38 +133,54 @@ def reduce_channels(attributions: torch.Tensor, how: str) -> torch.Tensor:
     raise ParameterError(f"Unknown reduction '{how}'; choose one of {', '.join(REDUCTIONS)}.")
 
 
-def model_baselines(model, x: torch.Tensor, kind: str, noise_draws: int = 1, seed: int = 0) -> torch.Tensor:
-    """``make_baselines`` with the colours and normalisation of a ``LoadedModel``."""
-    mean = torch.tensor(model.mean).view(3, 1, 1)
-    std = torch.tensor(model.std).view(3, 1, 1)
-    return make_baselines(x, kind, black=model.normalized_constant(0.0).to(x.device),
-                          white=model.normalized_constant(1.0).to(x.device),
-                          to_normalized=lambda pixels: (pixels - mean) / std,
-                          noise_draws=noise_draws, seed=seed)
+def ig_baselines(model, xs: torch.Tensor, baseline: str, *, noise_draws: int, seed: int,
+                 constant: float) -> torch.Tensor:
+    """B×D×C×H×W baselines for the images ``xs`` (B×C×H×W): D = ``noise_draws`` for noise, else 1."""
+    draws = noise_draws if baseline == "noise" else 1
+    images = [replacement_image(model, x, baseline, value=constant, seed=seed, draws=draws) for x in xs]
+    return torch.stack([image.reshape(draws, *x.shape) for image, x in zip(images, xs)])
 
 
-def _ig(model, x, targets, *, engine, progress=None, steps, baseline, rule, reduce, noise_draws, seed):
-    baselines = model_baselines(model, x, baseline, noise_draws, seed)
-    result = integrated_gradients(model.module, x, baselines, targets, steps=steps, rule=rule,
-                                  engine=engine, progress=progress)
-    return MethodOutput(maps=reduce_channels(result.attributions, reduce), attributions=result.attributions,
-                        extras={"per_target_completeness_gap": result.completeness_gap,
-                                "per_target_f_input": result.f_input,
-                                "per_target_f_baseline": result.f_baseline,
-                                "path_points": steps * baselines.shape[0]})
+def _ig_result(model, xs, targets, *, engine, progress=None, steps, baseline, rule, noise_draws, seed,
+               constant) -> IGResult:
+    baselines = ig_baselines(model, xs, baseline, noise_draws=noise_draws, seed=seed, constant=constant)
+    return path_integral(model.module, xs, baselines, targets, steps=steps, rule=rule, engine=engine,
+                         progress=progress)
+
+
+def ig_attribution(model, xs: torch.Tensor, targets: list[int], *, engine: Engine, steps: int, baseline: str,
+                   rule: str, noise_draws: int, seed: int, constant: float, reduce: str = "sum") -> torch.Tensor:
+    """IG attributions T×B×C×H×W for a batch of images (the noise tunnel's view of ``ig``).
+
+    ``reduce`` shapes only the ``ig`` method's own map; a composed map is the channel sum.
+    """
+    return _ig_result(model, xs, targets, engine=engine, steps=steps, baseline=baseline, rule=rule,
+                      noise_draws=noise_draws, seed=seed, constant=constant).attributions
+
+
+def _ig(model, x, targets, *, engine, progress=None, reduce, **params):
+    result = _ig_result(model, x.unsqueeze(0), targets, engine=engine, progress=progress, **params)
+    attributions = result.attributions[:, 0]
+    return MethodOutput(maps=reduce_channels(attributions, reduce), attributions=attributions,
+                        extras={"per_target_completeness_gap": result.completeness_gap[:, 0],
+                                "per_target_f_input": result.f_input[:, 0],
+                                "per_target_f_baseline": result.f_baseline[:, 0],
+                                "path_points": params["steps"] * (params["noise_draws"]
+                                                                  if params["baseline"] == "noise" else 1)})
 
 
 IG = Method(
     "ig", "Integrated Gradients", "path", _ig,
     params={
-        "steps": Param(int, 32, 2, 1024, help="points on the path from the baseline to the image"),
-        "baseline": Param(str, "black", choices=BASELINES,
-                          help="black, dataset mean (normalised zero), blurred image (σ = side/16), "
-                               "uniform noise averaged over noise_draws, or white"),
+        "steps": Param(int, 32, 2, 1024, widget="log_slider", help="points on the path from the baseline to the image"),
+        "baseline": Param(str, "black", choices=REPLACEMENTS, help="the path's start: " + REPLACEMENT_HELP),
+        "constant": Param(float, 0.5, 0.0, 1.0, step=0.05, help="grey level of the baseline 'constant'"),
         "rule": Param(str, "gausslegendre", choices=RULES, help="quadrature rule (Captum's names)"),
-        "reduce": Param(str, "sum", choices=REDUCTIONS, help="channel reduction for the 2-D map"),
+        "reduce": Param(str, "sum", choices=REDUCTIONS, widget="radio", help="channel reduction for the 2-D map"),
         "noise_draws": Param(int, 4, 1, 64, help="noise baselines averaged (baseline = noise only)"),
-        "seed": Param(int, 0, 0, 2**31 - 1, help="seed of the noise baselines"),
+        "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the noise baselines"),
     },
+    attribute=ig_attribution, to_map=sum_over_channels,
+    reference="Captum IntegratedGradients",
     description="Path integral of the gradient from a baseline to the image (Sundararajan et al. 2017); "
                 "Σ attributions = F(x) − F(baseline) up to the quadrature error (the completeness gap).")

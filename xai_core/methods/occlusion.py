@@ -18,36 +18,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
-from ..hooks import capture, feature_map_check
+from ..instrument.capture import capture, feature_map_check
 from ..model_handle import LoadedModel
+from ..replacements import DEFAULT_CONSTANT, REPLACEMENTS, replacement_image
+from ..replacements import HELP as REPLACEMENT_HELP
 from .base import Method, MethodOutput, Param
 
-FILLS = ("grey", "black", "mean", "blur")
+FILLS = REPLACEMENTS
 
 
 def occluder_starts(size: int, window: int, stride: int) -> list[int]:
     """Top/left coordinates along one axis, as Captum's Occlusion places them."""
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
-
-
-def fill_image(model: LoadedModel, x: torch.Tensor, fill: str, window: int) -> torch.Tensor:
-    """What the occluder shows, C×H×W: the image that replaces the pixels under the window.
-
-    grey: the dataset mean (normalised zero); black: zero intensity; mean: the image's mean
-    colour; blur: the image blurred at the occluder's scale (σ = window / 4).
-    """
-    if fill == "grey":
-        return torch.zeros_like(x)
-    if fill == "black":
-        return model.normalized_constant(0.0).to(x).expand_as(x).clone()
-    if fill == "mean":
-        return x.mean(dim=(1, 2), keepdim=True).expand_as(x).clone()
-    if fill == "blur":
-        return gaussian_blur(x.unsqueeze(0), max(1.0, window / 4))[0]
-    raise ParameterError(f"Fill must be one of {', '.join(FILLS)}; got '{fill}'.")
 
 
 @dataclass
@@ -75,7 +59,7 @@ class OcclusionScan:
 
 
 def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int, stride: int, fill: str,
-         layer: str | None = None, engine: Engine | None = None, progress: Progress | None = None) -> OcclusionScan:
+         constant: float = DEFAULT_CONSTANT, seed: int = 0, layer: str | None = None, engine: Engine | None = None, progress: Progress | None = None) -> OcclusionScan:
     """Evaluate every occluder position in batches (one forward pass per position)."""
     _, height, width = x.shape
     if not 1 <= window <= min(height, width):
@@ -84,7 +68,7 @@ def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int
         raise ParameterError(f"The occluder stride must be between 1 and the window ({window} pixels); got {stride}.")
     engine = engine or Engine(model.device)
     x = x.to(model.device, torch.float32)
-    baseline = fill_image(model, x, fill, window)
+    baseline = replacement_image(model, x, fill, value=constant, seed=seed)
     ys, xs = occluder_starts(height, window, stride), occluder_starts(width, window, stride)
     tops = torch.tensor([y for y in ys for _ in xs], device=x.device)
     lefts = torch.tensor([c for _ in ys for c in xs], device=x.device)
@@ -93,7 +77,7 @@ def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int
 
     def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         # fp32 even inside ``map``: the map is a difference of probabilities, often small.
-        with engine.autocast(False):
+        with engine.precision("score_difference"):
             if layer is None:
                 return model.module(batch).float(), None
             with capture(model.module, layer, detach=True) as seen:
@@ -120,7 +104,7 @@ def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int
             columns.append(activation[:, channel].sum(dim=(1, 2)).unsqueeze(1))
         return torch.cat(columns, dim=1)
 
-    per_position = engine.map_cat(occluded, len(ys) * len(xs), key=f"occlusion:{model.name}:{height}",
+    per_position = engine.map_cat(occluded, len(ys) * len(xs), section="score_difference", key=f"occlusion:{model.name}:{height}",
                                   item_bytes=x.numel() * 4 * 8, progress=progress, message="occluding")
     grid = (len(ys), len(xs))
     t = len(targets)
@@ -149,12 +133,13 @@ class OcclusionMaps:
 
 
 def occlusion_sensitivity(model: LoadedModel, x: torch.Tensor, target: int | str, *, window: int = 16,
-                          stride: int = 8, fill: str = "grey", layer: str | None = None,
+                          stride: int = 8, fill: str = "grey", constant: float = DEFAULT_CONSTANT,
+                          seed: int = 0, layer: str | None = None,
                           engine: Engine | None = None, progress: Progress | None = None) -> OcclusionMaps:
     """Zeiler & Fergus's three occlusion maps (a), (b), (c) and the per-pixel drop map."""
     target = model.resolve_target(target)
-    result = scan(model, x, [target], window=window, stride=stride, fill=fill, layer=layer,
-                  engine=engine, progress=progress)
+    result = scan(model, x, [target], window=window, stride=stride, fill=fill, constant=constant, seed=seed,
+                  layer=layer, engine=engine, progress=progress)
     top = result.top_class.cpu().numpy()
     return OcclusionMaps(
         target=target, base_probability=float(result.base_probability[0]),
@@ -165,8 +150,9 @@ def occlusion_sensitivity(model: LoadedModel, x: torch.Tensor, target: int | str
         feature_channel=result.feature_channel, layer=layer, ys=result.ys, xs=result.xs, window=window)
 
 
-def _occlusion(model, x, targets, *, engine, progress=None, window, stride, fill, layer):
-    result = scan(model, x, targets, window=window, stride=stride, fill=fill, layer=layer or None,
+def _occlusion(model, x, targets, *, engine, progress=None, window, stride, fill, constant, seed, layer):
+    result = scan(model, x, targets, window=window, stride=stride, fill=fill, constant=constant, seed=seed,
+                  layer=layer or None,
                   engine=engine, progress=progress)
     drop = result.drop_map(*x.shape[1:])
     extras = {"per_target_probability_grid": result.probability,
@@ -183,8 +169,11 @@ OCCLUSION = Method(
     "occlusion", "Occlusion (Zeiler & Fergus)", "perturbation", _occlusion,
     params={"window": Param(int, 16, 1, 1024, help="side of the square occluder, pixels"),
             "stride": Param(int, 8, 1, 1024, help="step between occluder positions, pixels"),
-            "fill": Param(str, "grey", choices=FILLS, help="what the occluder shows"),
-            "layer": Param(str, "", help="layer whose strongest feature map is tracked")},
+            "fill": Param(str, "grey", choices=FILLS, help="what the occluder shows: " + REPLACEMENT_HELP),
+            "constant": Param(float, DEFAULT_CONSTANT, 0.0, 1.0, step=0.05, help="grey level of the fill 'constant'"),
+            "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the fill 'noise'"),
+            "layer": Param(str, "", widget="layer", help="layer whose strongest feature map is tracked")},
+    reference="Captum Occlusion (softmax output)",
     uses_layer=True,
     description="Probability drop of the target when a square is occluded, averaged per pixel "
                 "(Captum's Occlusion with a softmax output); extras: probability, most probable "

@@ -24,10 +24,10 @@ normalisation holds for all of them):
 - ``noise``: per-pixel Gaussian white noise, M = clamp(p + σ·z, 0, 1) with z ~ N(0, 1)
   i.i.d. and σ = min(p, 1−p)/2 (clamping is rare, so E[M] ≈ p); ``cell`` is unused.
 
-Fills (``fill``): the masked image is I ⊙ M + F ⊙ (1 − M), with F = black (the paper's
-I ⊙ M in pixel space), grey = the dataset mean (the normalised value 0; this is what the
-authors' code does by multiplying the normalised tensor), or ``blur`` = the image blurred
-by a Gaussian of σ = 10 px at 224 px (scaled with the image size).
+Fills (``fill``): the masked image is I ⊙ M + F ⊙ (1 − M), with F a named replacement
+(``xai_core.replacements``): black (the paper's I ⊙ M in pixel space), grey = the dataset mean
+(the normalised value 0; what the authors' code does by multiplying the normalised tensor),
+the image's mean colour, its blur, seeded noise, white, or a constant grey level.
 
 Seeding: masks are drawn per fixed chunk of ``SEED_CHUNK`` masks from a generator seeded by
 (seed, chunk index), so mask i is the same whatever the engine's batch size, any prefix of
@@ -45,13 +45,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..blur import gaussian_blur
 from ..engine import Engine, Progress
 from ..errors import ParameterError
+from ..replacements import DEFAULT_CONSTANT, REPLACEMENTS, replacement_image
+from ..replacements import HELP as REPLACEMENT_HELP
 from .base import Method, MethodOutput, Param
 
 SHAPES = ("binary", "stripes", "grid", "noise")
-FILLS = ("black", "grey", "blur")
+FILLS = REPLACEMENTS
 SEED_CHUNK = 50
 """Masks per independently seeded chunk; fixed so a seed means the same masks everywhere."""
 
@@ -147,17 +148,6 @@ def _upsample_crop_2d(bits: torch.Tensor, h: int, w: int, shifts: torch.Tensor) 
     return _interpolation_rows(s, h, shifts[:, 0]) @ bits.float() @ _interpolation_rows(s, w, shifts[:, 1]).transpose(1, 2)
 
 
-def fill_image(model, x: torch.Tensor, fill: str) -> torch.Tensor:
-    """The replacement F for masked pixels, in the model's normalised space (3×1×1 or 3×H×W)."""
-    if fill == "black":
-        return model.normalized_constant(0.0).to(x.device, x.dtype)
-    if fill == "grey":
-        return torch.zeros(x.shape[0], 1, 1, device=x.device, dtype=x.dtype)
-    if fill == "blur":
-        return gaussian_blur(x.unsqueeze(0), 10.0 * max(x.shape[-2:]) / 224)[0]
-    raise ParameterError(f"Fill must be one of {', '.join(FILLS)}; got '{fill}'.")
-
-
 def sample_masks(*, shape: str, cell: int, p: float, seed: int, n: int, size: tuple[int, int],
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """The first ``n`` masks (n×H×W) a run with these settings uses, e.g. to show a few."""
@@ -167,9 +157,9 @@ def sample_masks(*, shape: str, cell: int, p: float, seed: int, n: int, size: tu
 class _Scorer:
     """Sums f_t(I ⊙ M_i + F ⊙ (1 − M_i)) · M_i over a slice of masks, for every target t."""
 
-    def __init__(self, model, x, targets, spec: MaskSpec, fill: str):
+    def __init__(self, model, x, targets, spec: MaskSpec, fill: str, constant: float, seed: int):
         self.model, self.spec = model, spec
-        self.fill = fill_image(model, x, fill)
+        self.fill = replacement_image(model, x, fill, value=constant, seed=seed)
         self.delta = x - self.fill
         self.targets = torch.as_tensor(targets, device=x.device)
 
@@ -178,17 +168,17 @@ class _Scorer:
         masks = self.spec.masks(start, stop, self.delta.device)
         inputs = self.fill + self.delta * masks.unsqueeze(1)
         probs = self.model.module(inputs).float().softmax(-1)[:, self.targets]
-        with engine.autocast(False):  # the weighted sum of thousands of masks stays fp32
+        with engine.precision("accumulation"):  # the weighted sum of thousands of masks
             return torch.einsum("bt,bhw->thw", probs, masks)
 
 
-def _prepare(model, x, targets, masks, cell, p, shape, fill, seed):
+def _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed):
     if masks < 1:
         raise ParameterError(f"RISE needs at least one mask; got {masks}.")
     spec = MaskSpec(shape, cell, p, seed, x.shape[-2], x.shape[-1])
     key = f"rise:{model.name}:{x.shape[-2]}x{x.shape[-1]}"
     item_bytes = 64 * x.numel() * 4  # masked input plus a generous allowance for activations
-    return _Scorer(model, x, targets, spec, fill), key, item_bytes
+    return _Scorer(model, x, targets, spec, fill, constant, seed), key, item_bytes
 
 
 def saliency_from_sums(sums: torch.Tensor | np.ndarray, n: int, p: float):
@@ -203,7 +193,8 @@ class RiseStep:
 
 
 def rise_progressive(model, x: torch.Tensor, targets: Sequence[int], *, masks: int, cell: int, p: float,
-                     shape: str, fill: str, seed: int, engine: Engine, step: int = SEED_CHUNK,
+                     shape: str, fill: str, seed: int, engine: Engine, constant: float = DEFAULT_CONSTANT,
+                     step: int = SEED_CHUNK,
                      start: int = 0, initial: torch.Tensor | None = None,
                      progress: Progress | None = None) -> Iterator[RiseStep]:
     """Yield the accumulated sums every ``step`` masks, up to ``masks`` in all.
@@ -215,11 +206,12 @@ def rise_progressive(model, x: torch.Tensor, targets: Sequence[int], *, masks: i
     """
     if (start > 0) != (initial is not None):
         raise ParameterError("Resuming RISE needs both the number of masks done and their sums.")
-    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, seed)
+    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed)
     total = initial.to(x.device).clone() if initial is not None else None
     for lo in range(start, masks, step):
         hi = min(masks, lo + step)
-        part = engine.map_sum(lambda a, b: scorer(engine, lo + a, lo + b), hi - lo, key=key, item_bytes=item_bytes)
+        part = engine.map_sum(lambda a, b: scorer(engine, lo + a, lo + b), hi - lo, section="masked_forward", key=key,
+                              item_bytes=item_bytes)
         total = part if total is None else total + part
         if progress is not None:
             progress(hi / masks, f"RISE: {hi} / {masks} masks")
@@ -242,9 +234,9 @@ def convergence_curve(cumulative_sums: Sequence[np.ndarray], counts: Sequence[in
     return np.stack([np.sqrt(((centred(k) - final) ** 2).sum(axis=(1, 2))) / norm for k in range(len(counts))])
 
 
-def _rise(model, x, targets, *, engine, progress=None, masks, cell, p, shape, fill, seed):
-    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, seed)
-    sums = engine.map_sum(lambda a, b: scorer(engine, a, b), masks, key=key, item_bytes=item_bytes,
+def _rise(model, x, targets, *, engine, progress=None, masks, cell, p, shape, fill, constant, seed):
+    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed)
+    sums = engine.map_sum(lambda a, b: scorer(engine, a, b), masks, section="masked_forward", key=key, item_bytes=item_bytes,
                           progress=progress, message="RISE: masked forward passes")
     return MethodOutput(maps=saliency_from_sums(sums, masks, p))
 
@@ -252,14 +244,16 @@ def _rise(model, x, targets, *, engine, progress=None, masks, cell, p, shape, fi
 RISE = Method(
     "rise", "RISE (random masks)", "perturbation", _rise,
     params={
-        "masks": Param(int, 1000, 50, 8000, help="number of random masks N"),
+        "masks": Param(int, 1000, SEED_CHUNK, 8000, step=SEED_CHUNK, help="number of random masks N"),
         "cell": Param(int, 7, 2, 32, help="grid cells per image side s (the paper uses 7)"),
-        "p": Param(float, 0.5, 0.05, 0.95, help="probability that a cell is kept"),
+        "p": Param(float, 0.5, 0.05, 0.95, step=0.05, help="probability that a cell is kept"),
         "shape": Param(str, "binary", choices=SHAPES,
                        help="binary (paper: bilinear-upsampled grid), stripes, grid lines or white noise"),
-        "fill": Param(str, "black", choices=FILLS, help="what replaces masked pixels"),
-        "seed": Param(int, 0, 0, 2**31 - 1, help="random seed; same seed, same masks"),
+        "fill": Param(str, "black", choices=FILLS, help="what replaces masked pixels: " + REPLACEMENT_HELP),
+        "constant": Param(float, DEFAULT_CONSTANT, 0.0, 1.0, step=0.05, help="grey level of the fill 'constant'"),
+        "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="random seed; same seed, same masks"),
     },
+    reference="the RISE authors' code (Petsiuk et al.), property tests",
     description="Black-box: average class probability over randomly masked copies, weighted by "
                 "the masks (Petsiuk et al. 2018).",
 )

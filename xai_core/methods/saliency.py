@@ -1,41 +1,37 @@
-"""Vanilla gradient family (Simonyan et al. 2014): saliency, signed gradient, gradient × input."""
+"""Vanilla gradient family (Simonyan et al. 2014): saliency, signed gradient, gradient × input.
+
+All three read ∂y_t/∂x from one forward pass for every target (``instrument.gradients``).
+Gradient × input multiplies by the normalised input, as Captum's ``InputXGradient`` does with
+the tensor it is given.
+"""
 from __future__ import annotations
 
 import torch
 
-from .base import Method, MethodOutput
+from ..instrument.gradients import input_gradients
+from .base import attribution_method, max_abs_over_channels, sum_over_channels
 
 
-def input_gradients(model, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
-    """∂y_t/∂x for each target t from one forward pass: T×C×H×W (fp32, on the device).
-
-    Uses ``torch.autograd.grad`` so the shared model's parameters get no ``.grad``.
-    """
-    xs = x.detach().unsqueeze(0).expand(len(targets), *x.shape).clone().requires_grad_(True)
-    logits = model.module(xs).float()
-    picked = logits[torch.arange(len(targets), device=logits.device), torch.as_tensor(targets, device=logits.device)]
-    (grad,) = torch.autograd.grad(picked.sum(), xs)
-    return grad
+def gradient_attribution(model, xs: torch.Tensor, targets: list[int], *, engine) -> torch.Tensor:
+    """∂y_t/∂x for every image of ``xs`` (B×C×H×W) and target: T×B×C×H×W."""
+    with engine.precision("gradients"):
+        return input_gradients(model.module, xs, targets)
 
 
-def _saliency(model, x, targets, *, engine, progress=None):
-    grad = input_gradients(model, x, targets)
-    return MethodOutput(maps=grad.abs().amax(dim=1), attributions=grad)
+def gradient_times_input(model, xs: torch.Tensor, targets: list[int], *, engine) -> torch.Tensor:
+    """∂y_t/∂x ⊙ x: T×B×C×H×W."""
+    return gradient_attribution(model, xs, targets, engine=engine) * xs.unsqueeze(0)
 
 
-def _gradient(model, x, targets, *, engine, progress=None):
-    grad = input_gradients(model, x, targets)
-    return MethodOutput(maps=grad.sum(dim=1), attributions=grad)
-
-
-def _grad_x_input(model, x, targets, *, engine, progress=None):
-    attribution = input_gradients(model, x, targets) * x.unsqueeze(0)
-    return MethodOutput(maps=attribution.sum(dim=1), attributions=attribution)
-
-
-SALIENCY = Method("saliency", "Saliency |∂y/∂x|", "gradient", _saliency,
-                  description="Absolute input gradient, max over colour channels (Simonyan et al. 2014).")
-GRADIENT = Method("gradient", "Signed gradient", "gradient", _gradient,
-                  description="Input gradient summed over colour channels, sign kept.")
-GRAD_X_INPUT = Method("grad_x_input", "Gradient × input", "gradient", _grad_x_input,
-                      description="Input gradient times the (normalised) input, summed over channels.")
+SALIENCY = attribution_method(
+    "saliency", "Saliency |∂y/∂x|", "gradient", gradient_attribution, max_abs_over_channels,
+    description="Absolute input gradient, max over colour channels (Simonyan et al. 2014).",
+    reference="Captum Saliency")
+GRADIENT = attribution_method(
+    "gradient", "Signed gradient", "gradient", gradient_attribution, sum_over_channels,
+    description="Input gradient summed over colour channels, sign kept.",
+    reference="Captum Saliency(abs=False)")
+GRAD_X_INPUT = attribution_method(
+    "grad_x_input", "Gradient × input", "gradient", gradient_times_input, sum_over_channels,
+    description="Input gradient times the (normalised) input, summed over channels.",
+    reference="Captum InputXGradient")

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 
 @dataclass

@@ -1,0 +1,66 @@
+"""Shared test models and images.
+
+Session-scoped, so each is built once for the whole suite: the embedded model with its
+shipped weights, the embedded and ResNet-18 architectures with random weights (no download),
+a linear model whose gradients are known in closed form, and seeded input tensors.
+Methods never modify a model (they must not: models are shared between sessions), so one
+instance serves every test; ``tests/test_contracts.py`` checks that no hook is left behind.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xai_core import dataset
+from xai_core.model_handle import LoadedModel
+from xai_core.models import build_random, load_model
+
+
+def linear_handle(weight: torch.Tensor, side: int = 8) -> LoadedModel:
+    """A linear classifier on side×side RGB inputs whose logits are weight @ x.flatten()."""
+    classes = weight.shape[0]
+    module = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes, bias=False)).eval()
+    with torch.no_grad():
+        module[1].weight.copy_(weight)
+    return LoadedModel(name="linear", arch="linear", module=module,
+                       categories=[f"class {i}" for i in range(classes)], mean=(0.5,) * 3, std=(0.25,) * 3,
+                       input_size=side, resize_size=side, weights_source="test", default_layer="",
+                       device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def embedded() -> LoadedModel:
+    """The shipped embedded model (trained weights), on the CPU."""
+    return load_model("embedded", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def embedded_random() -> LoadedModel:
+    """The embedded architecture with random weights: conv blocks, GAP + linear head, 64 px."""
+    return build_random("embedded", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def resnet_random() -> LoadedModel:
+    """torchvision's ResNet-18 with random weights and 10 classes (no download)."""
+    return build_random("resnet18", num_classes=10, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def image64() -> torch.Tensor:
+    """A seeded normalised-scale random input, 3×64×64."""
+    return torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def dataset_sample() -> dataset.Sample:
+    """One embedded-dataset image with its ground truth (seed 7, index 3)."""
+    return dataset.make_sample(7, 3)
+
+
+@pytest.fixture(scope="session")
+def dataset_input(embedded, dataset_sample) -> torch.Tensor:
+    """``dataset_sample`` normalised for the embedded model, 3×64×64."""
+    return dataset.normalize(np.asarray(dataset_sample.image)[None], embedded.mean, embedded.std)[0]
