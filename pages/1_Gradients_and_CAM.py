@@ -1,29 +1,40 @@
-"""Gradient and CAM explanations side by side: one row per target class, one column per method."""
+"""Gradient, path and CAM explanations side by side: one row per target class, one column per method.
+
+The methods offered are the registry's methods of ``PAGE_FAMILIES``, grouped by family, and their
+parameter widgets come from their ``Param`` specs: a method registered in
+``xai_core/methods/registry.py`` appears here with no edit to this page.
+"""
 import io
 
 import numpy as np
 import streamlit as st
 
 from ui.cache import cached_explain, progress_bar
-from ui.colormaps import COLORMAPS
 from ui.export import grid_png
 from ui.figures import heatmap_grid
+from ui.params import param_widgets
 from ui.sidebar import sidebar
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
-from xai_core.methods.scorecam import WEIGHTINGS
-from xai_core.methods.smoothgrad import VARIANTS
+from xai_core.methods.base import FAMILIES
+from xai_core.render import COLORMAPS
 
-PAGE_METHODS = ["saliency", "gradient", "grad_x_input", "smoothgrad", "guided_backprop", "deconvnet", "cam",
-                "gradcam", "gradcampp", "guided_gradcam", "scorecam", "faster_scorecam"]
-DEFAULT_METHODS = ["saliency", "smoothgrad", "guided_backprop", "gradcam"]
+PAGE_FAMILIES = ("gradient", "cam", "path")
+DEFAULT_METHODS = ("saliency", "smoothgrad", "guided_backprop", "gradcam")  # those still registered are preselected
+KEY_PREFIX = "gradients_cam"
+PARAMETER_COLUMNS = 3
 
 selection = sidebar()
 model = selection.model
 st.title("Gradients and CAM")
 
-methods = st.multiselect("Methods (columns)", PAGE_METHODS, default=DEFAULT_METHODS,
-                         format_func=lambda m: METHODS[m].label)
+offered = {family: [name for name, spec in METHODS.items() if spec.family == family]
+           for family in FAMILIES if family in PAGE_FAMILIES}
+methods = []
+for column, (family, names) in zip(st.columns(len(offered)), offered.items()):
+    methods += column.multiselect(f"{FAMILIES[family]} (columns)", names, key=f"{KEY_PREFIX}.methods.{family}",
+                                  default=[n for n in DEFAULT_METHODS if n in names], persist_state="session",
+                                  format_func=lambda name: METHODS[name].label)
 targets = st.multiselect("Target classes (rows) — type to search any class by name", range(model.num_classes),
                          default=[selection.target], format_func=model.class_label,
                          max_selections=6)
@@ -39,23 +50,12 @@ shared_scale = SCALINGS[c3.radio(
          "as their values have different units (Grad-CAM++ reaches tens where a gradient stays below 1).")]
 
 # Each method receives only its own parameters, so changing one re-computes only that column.
-chosen = {}
-with st.expander("Method parameters", expanded=False):
-    c1, c2, c3, c4 = st.columns(4)
-    chosen["samples"] = c1.slider("SmoothGrad samples", 1, 200, 25)
-    chosen["noise"] = c2.slider("SmoothGrad noise σ (fraction of the input range)", 0.0, 0.5, 0.15, 0.01)
-    chosen["variant"] = c3.selectbox("SmoothGrad variant", VARIANTS,
-                                     help="mean: SmoothGrad; squared: SmoothGrad²; vargrad: variance")
-    chosen["seed"] = int(c4.number_input("Noise seed", 0, 2**31 - 1, 0))
-    c1, c2, c3 = st.columns(3)
-    layers = model.conv_layers()
-    chosen["layer"] = c1.selectbox("CAM layer", layers, index=layers.index(model.default_layer)
-                                   if model.default_layer in layers else len(layers) - 1,
-                                   help=f"default for {model.arch}: {model.default_layer}")
-    chosen["max_n"] = c2.slider("Faster Score-CAM max_N channels", 1, 512, 32,
-                                help="the channels of largest activation variance are scored")
-    chosen["weighting"] = c3.selectbox("Score-CAM weights", WEIGHTINGS,
-                                       help="softmax over channels (paper) or the raw increase over the baseline")
+chosen = {name: {} for name in methods}
+with_params = [name for name in methods if METHODS[name].params]
+slots = st.columns(PARAMETER_COLUMNS) if with_params else []
+for i, name in enumerate(with_params):
+    with slots[i % PARAMETER_COLUMNS].expander(f"{METHODS[name].label} parameters"):
+        chosen[name] = param_widgets(METHODS[name], model, key_prefix=KEY_PREFIX)
 
 if not methods or not targets:
     st.info("Choose at least one method and one target class.")
@@ -64,11 +64,10 @@ if not methods or not targets:
 maps = [[None] * len(methods) for _ in targets]
 for col, name in enumerate(methods):
     spec = METHODS[name]
-    params = tuple(sorted((k, chosen[k]) for k in spec.params if k in chosen))
     bar = progress_bar(spec.label)
     try:
         results = cached_explain(model, selection.model_key, selection.image_hash, selection.x.numpy(), name,
-                                 tuple(targets), params, _progress=bar)
+                                 tuple(targets), tuple(sorted(chosen[name].items())), _progress=bar)
     except XAIError as err:
         st.warning(f"{spec.label}: {err}")
         continue
@@ -78,7 +77,7 @@ for col, name in enumerate(methods):
         maps[row][col] = heatmap
 
 row_labels = [model.categories[t] for t in targets]
-col_labels = [METHODS[m].label for m in methods]
+col_labels = [METHODS[m].label + (" (class-agnostic)" if METHODS[m].class_agnostic else "") for m in methods]
 st.plotly_chart(heatmap_grid(selection.display_image, maps, row_labels, col_labels, colormap, opacity,
                              shared_scale), width="stretch", config={"displayModeBar": False})
 
@@ -98,6 +97,10 @@ c2.download_button("Download the maps (.npy: targets × methods × H × W, NaN w
 
 with st.expander("About these methods"):
     for name in methods:
-        st.markdown(f"**{METHODS[name].label}** — {METHODS[name].description}")
-    st.caption(f"Rows: {', '.join(row_labels)}. CAM-family layer: {chosen['layer']}. Maps are not normalised; "
-               "the colour range is per map or shared down each method's column (written under its title).")
+        spec = METHODS[name]
+        agnostic = " Class-agnostic: one map whatever the target, repeated on every row." if spec.class_agnostic else ""
+        settings = ", ".join(f"{k} = {v}" for k, v in chosen[name].items())
+        st.markdown(f"**{spec.label}** — {spec.description}{agnostic}"
+                    + (f" *Parameters: {settings}.*" if settings else ""))
+    st.caption(f"Rows: {', '.join(row_labels)}. Maps are not normalised; the colour range is per map or shared "
+               "down each method's column (written under its title).")

@@ -1,20 +1,24 @@
-"""RISE (Petsiuk et al. 2018): random masks weighted by the class probability, refining live."""
+"""RISE (Petsiuk et al. 2018): random masks weighted by the class probability, refining live.
+
+The RISE widgets are drawn from ``METHODS["rise"].params`` (``ui.params``): ranges, fills and
+shapes are the library's.
+"""
 import streamlit as st
 import torch
 
 from ui.cache import cached_explain, get_engine, progress_bar
 from ui.figures import heatmap_grid, line_figure, masks_figure
+from ui.params import param_widgets
 from ui.progressive import accumulation
 from ui.sidebar import sidebar
 from xai_core.errors import XAIError
-from xai_core.methods.rise import (FILLS, SEED_CHUNK, SHAPES, convergence_curve, rise_progressive,
-                                   sample_masks, saliency_from_sums)
+from xai_core.methods import METHODS
+from xai_core.methods.rise import SEED_CHUNK, convergence_curve, rise_progressive, sample_masks, saliency_from_sums
 
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 GRID = PLOT | {"width": "content"}  # image grids keep their own width, so images keep their aspect
-SHAPE_HELP = ("binary: the paper's s×s Bernoulli grid, bilinearly upsampled and randomly shifted; stripes: "
-              "s vertical bands; grid: dropped rows and columns (each band kept with probability √p); "
-              "noise: per-pixel Gaussian white noise around p")
+RISE = METHODS["rise"]
+COMPARE_MAX_MASKS = 4000  # per map: the comparison runs RISE once per fill and per shape
 
 selection = sidebar()
 model = selection.model
@@ -22,24 +26,22 @@ st.title("RISE — randomized input sampling")
 st.caption("Black-box: the model sees N randomly masked copies of the image; a pixel's saliency is the "
            "class probability averaged over the masks that kept it: S = Σ f(I ⊙ M) · M / (N · p).")
 
-c1, c2, c3, c4 = st.columns(4)
-n_masks = c1.slider("Masks N", SEED_CHUNK, 8000, 500, SEED_CHUNK,
-                    help="computed in chunks; moving N down reuses them, moving it up continues")
-cell = c2.slider("Grid cells per side s", 2, 32, 7, help="the paper uses s = 7 at 224 px")
-p = c3.slider("Keep probability p", 0.05, 0.95, 0.5, 0.05)
-seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
-c1, c2, c3 = st.columns(3)
-shape = c1.selectbox("Mask shape", SHAPES, help=SHAPE_HELP)
-fill = c2.selectbox("Fill of masked pixels", FILLS, help="black (the paper), grey = the dataset mean, "
-                    "or a blurred copy of the image (σ = 10 px at 224 px)")
+params = param_widgets(RISE, model, key_prefix="rise_page", columns=4)
+# Whole chunks, so every count is a stored prefix (the count's slider already steps by chunks).
+params["masks"] = n_masks = max(SEED_CHUNK, params["masks"] // SEED_CHUNK * SEED_CHUNK)
+p = params["p"]
 others = [q["index"] for q in selection.predictions if q["index"] != selection.target]
-second = c3.selectbox("Second target class", range(model.num_classes), index=others[0] if others else 0,
+second = st.selectbox("Second target class", range(model.num_classes), index=others[0] if others else 0,
                       format_func=model.class_label)
 targets = (selection.target, int(second))
 names = [model.categories[t] for t in targets]
 
-shown = sample_masks(shape=shape, cell=cell, p=p, seed=int(seed), n=6, size=tuple(selection.x.shape[-2:]),
-                     device=model.device).cpu().numpy()
+try:
+    shown = sample_masks(shape=params["shape"], cell=params["cell"], p=p, seed=params["seed"], n=6,
+                         size=tuple(selection.x.shape[-2:]), device=model.device).cpu().numpy()
+except XAIError as err:
+    st.error(str(err))
+    st.stop()
 st.plotly_chart(masks_figure(shown, [f"mask {i + 1}" for i in range(len(shown))]), **GRID)
 
 
@@ -48,8 +50,9 @@ def maps_figure(sums, n):
     return heatmap_grid(selection.display_image, [list(maps)], [f"N = {n}"], names, shared_scale=False)
 
 
-acc = accumulation("rise", (selection.model_key, selection.image_hash, targets, cell, p, shape, fill, int(seed)),
-                   SEED_CHUNK)
+# Every parameter but the count identifies the accumulation: a smaller N is a prefix of it.
+settings = tuple(sorted((k, v) for k, v in params.items() if k != "masks"))
+acc = accumulation("rise", (selection.model_key, selection.image_hash, targets, settings), SEED_CHUNK)
 live = st.empty()
 if acc.n_done < n_masks:
     bar = progress_bar("RISE")
@@ -57,9 +60,8 @@ if acc.n_done < n_masks:
     initial = torch.from_numpy(acc.sums[-1]).to(model.device) if acc.sums else None
     try:
         for i, step in enumerate(rise_progressive(
-                model, selection.x.to(model.device), targets, masks=n_masks, cell=cell, p=p, shape=shape,
-                fill=fill, seed=int(seed), engine=get_engine(selection.device), step=SEED_CHUNK,
-                start=acc.n_done, initial=initial), start=1):
+                model, selection.x.to(model.device), targets, **params, engine=get_engine(selection.device),
+                step=SEED_CHUNK, start=acc.n_done, initial=initial), start=1):
             acc.sums.append(step.sums.cpu().numpy())
             bar(step.n_done / n_masks, f"{step.n_done} / {n_masks} masks")
             if i % refresh == 0 and step.n_done < n_masks:
@@ -81,27 +83,28 @@ if len(counts) > 1:
                                 f"Convergence towards the map with N = {n_masks}"), **PLOT)
 
 st.header("Fills and mask shapes compared")
+fills, shapes = RISE.params["fill"].choices, RISE.params["shape"].choices
+count = RISE.params["masks"]
 c1, c2 = st.columns(2)
-n_compare = c1.slider("Masks per map", SEED_CHUNK, 4000, min(n_masks, 1000), SEED_CHUNK)
-run = c2.toggle("Compute the comparison", help="3 fills and 4 shapes: up to 6 more RISE runs (cached)")
+n_compare = c1.slider("Masks per map", int(count.low), COMPARE_MAX_MASKS, min(n_masks, 1000), SEED_CHUNK)
+run = c2.toggle("Compute the comparison", help=f"{len(fills)} fills and {len(shapes)} mask shapes: up to "
+                f"{len(fills) + len(shapes) - 1} more RISE runs (cached)")
 if run:
-    base = {"masks": n_compare, "cell": cell, "p": p, "seed": int(seed)}
-    variants = [("fill", f, {"shape": shape, "fill": f}) for f in FILLS] + \
-               [("shape", s, {"shape": s, "fill": fill}) for s in SHAPES]
+    variants = [("fill", f, {"fill": f}) for f in fills] + [("shape", s, {"shape": s}) for s in shapes]
     bar = progress_bar("RISE comparisons")
     try:
         results = {}
-        for i, (kind, label, params) in enumerate(variants):
+        for i, (kind, label, changed) in enumerate(variants):
             results[kind, label] = cached_explain(
                 model, selection.model_key, selection.image_hash, selection.x.numpy(), "rise", targets,
-                tuple(sorted((base | params).items())),
+                tuple(sorted((params | {"masks": n_compare} | changed).items())),
                 _progress=lambda f, m, i=i: bar((i + f) / len(variants), m))
     except XAIError as err:
         st.error(str(err))
         st.stop()
     finally:
         bar.done()
-    for kind, labels in (("fill", FILLS), ("shape", SHAPES)):
+    for kind, labels in (("fill", fills), ("shape", shapes)):
         grid = [[results[kind, label][t][0] for label in labels] for t in range(len(targets))]
         st.plotly_chart(heatmap_grid(selection.display_image, grid, names, [f"{kind}: {x}" for x in labels],
                                      shared_scale=False), **GRID)

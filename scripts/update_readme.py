@@ -1,7 +1,10 @@
 """Rewrite the README's method table from the registry (tests/test_contracts.py checks it is current)."""
+import sys
 from pathlib import Path
 
-from xai_core.methods.catalogue import markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from xai_core.methods.catalogue import markdown_table  # noqa: E402
 
 BEGIN = "<!-- methods:begin (generated: python scripts/update_readme.py) -->"
 END = "<!-- methods:end -->"

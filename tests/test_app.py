@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +49,17 @@ def test_every_page_runs_on_the_default_selection(page):
 
 def test_changing_the_dataset_sample_changes_the_image_and_the_ground_truth():
     at = _app()
-    before = at.session_state["xai.index"]
+    before = at.sidebar.number_input(key="w.index").value
     at.sidebar.number_input(key="w.index").set_value(before + 1)
     _run(at)
-    assert at.session_state["xai.index"] == before + 1
+    assert at.sidebar.number_input(key="w.index").value == before + 1
     expected = dataset.make_sample(0, before + 1).class_name
     assert any(f"true class: {expected}" in c.value for c in at.caption)
 
 
-def test_a_chosen_target_class_is_used_and_survives_a_page_switch():
+def test_a_chosen_target_class_is_used_and_kept_while_its_selector_is_hidden():
+    # Page switches go through the router (app.py), which AppTest bypasses when a pages/ folder exists
+    # (it runs the page file alone): tests/test_browser.py checks that choices survive them.
     at = _app()
     at.sidebar.radio(key="w.target_mode").set_value("Choose a class")
     _run(at)
@@ -64,11 +67,12 @@ def test_a_chosen_target_class_is_used_and_survives_a_page_switch():
     _run(at)
     target_line = next(m.value for m in at.markdown if "Target class" in m.value)
     assert target_line.endswith(f"{dataset.CLASSES[3]} (3)")
-    if PAGES:
-        at.switch_page(PAGES[0])
-        _run(at)
-        assert at.sidebar.radio(key="w.target_mode").value == "Choose a class"
-        assert at.sidebar.selectbox(key="w.target").value == 3
+    at.sidebar.radio(key="w.target_mode").set_value("Predicted class")
+    _run(at)
+    assert not [w for w in at.sidebar.selectbox if w.key == "w.target"]
+    at.sidebar.radio(key="w.target_mode").set_value("Choose a class")
+    _run(at)
+    assert at.sidebar.selectbox(key="w.target").value == 3
 
 
 def test_unavailable_torchvision_weights_give_one_sentence_and_keep_the_previous_model():
@@ -126,7 +130,8 @@ def _state_dict_bytes(num_classes: int) -> bytes:
 def test_an_uploaded_checkpoint_with_class_names_replaces_the_model_and_a_bad_one_is_refused():
     at = _app()
     at.sidebar.text_area(key="w.class_names_text").set_value("left, right, up")
-    at.sidebar.file_uploader(key="w.checkpoint_upload").set_value(("mine.pt", _state_dict_bytes(3), "application/octet-stream"))
+    at.sidebar.file_uploader(key="w.checkpoint_upload").set_value(("mine.pt", _state_dict_bytes(3),
+                                                                   "application/octet-stream"))
     _run(at)
     card = dict(zip(*at.table[0].value.to_numpy().T))
     assert "mine.pt" in card["weights"] and card["classes"] == "3"
@@ -143,3 +148,34 @@ def test_an_uploaded_checkpoint_with_class_names_replaces_the_model_and_a_bad_on
     card = dict(zip(*at.table[0].value.to_numpy().T))
     assert "mine.pt" not in card["weights"] and card["classes"] == str(len(dataset.CLASSES))
     assert not _errors(at)
+
+
+def test_the_rise_page_draws_every_rise_parameter_and_reuses_its_masks_when_n_goes_down():
+    from xai_core.methods import METHODS
+
+    at = _app("pages/2_RISE.py")
+    rise = METHODS["rise"].params
+    widgets = {w.key: w for w in at.main if getattr(w, "key", None)}
+    assert {f"rise_page.rise.{name}" for name in rise} <= set(widgets)
+    assert list(widgets["rise_page.rise.fill"].options) == list(rise["fill"].choices)  # the library's vocabulary
+    assert any(f"{rise['masks'].default} masks accumulated" in c.value for c in at.caption)
+    widgets["rise_page.rise.masks"].set_value(rise["masks"].default // 2)
+    _run(at)
+    # The smaller N is a prefix of what was computed: nothing new accumulated, the map redrawn.
+    assert any(f"{rise['masks'].default} masks accumulated" in c.value for c in at.caption)
+    assert at.get("plotly_chart") and not _errors(at)
+
+
+def test_the_rise_comparison_has_one_map_per_fill_and_per_shape_of_the_library():
+    from xai_core.methods import METHODS
+
+    at = _app("pages/2_RISE.py")
+    rise = METHODS["rise"].params
+    next(s for s in at.slider if s.label == "Masks per map").set_value(rise["masks"].low)
+    at.toggle[0].set_value(True)
+    _run(at)
+    assert not _errors(at)
+    titles = [a["text"] for chart in at.get("plotly_chart")[-2:]
+              for a in json.loads(chart.proto.spec)["layout"]["annotations"]]
+    assert [f"fill: {f}" for f in rise["fill"].choices] + [f"shape: {s}" for s in rise["shape"].choices] == \
+        [t for t in titles if t.startswith(("fill: ", "shape: "))]

@@ -44,6 +44,7 @@ def test_sidebar_navigation_to_every_page_and_back(page):
     page.wait_for_selector(NAV_LINKS)
     links = page.locator(NAV_LINKS)
     assert links.count() == len(pages) + 1  # home + one per page file
+    assert "Home" in links.first.inner_text()  # the router's home page, not app.py run as a page of its own
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     for i, href in [*enumerate(hrefs)][1:] + [(0, hrefs[0])]:
         links.nth(i).click()
@@ -62,3 +63,22 @@ def _wait_for_run(page, timeout_ms: int = 150_000) -> None:
     except PlaywrightTimeout:
         pass
     page.wait_for_selector(f'{app}[data-test-script-state="notRunning"]', timeout=timeout_ms)
+
+
+def test_sidebar_choices_survive_page_switches(page):
+    """The router draws the sidebar on every page, so a choice made on one page is there on the next."""
+    page.locator(NAV_LINKS).first.click()
+    _wait_for_run(page)
+    index = page.get_by_label("Sample index")
+    index.fill("7")
+    index.press("Enter")
+    _wait_for_run(page)
+    page.get_by_text("Choose a class").click()
+    _wait_for_run(page)
+    links = page.locator(NAV_LINKS)
+    for i in [*range(1, links.count()), 0]:
+        links.nth(i).click()
+        _wait_for_run(page)
+        assert page.get_by_label("Sample index").input_value() == "7"
+        assert page.get_by_role("radio", name="Choose a class").is_checked()
+        assert page.locator(EXCEPTION).count() == 0

@@ -19,7 +19,7 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -30,10 +30,15 @@ from xai_core.methods import explain
 from xai_core.model_handle import LoadedModel
 from xai_core.models import load_model
 
+if TYPE_CHECKING:
+    from xai_core.methods.occlusion import OcclusionMaps
+    from xai_core.zeiler_fergus import DeconvProjections, TransformSensitivity
+
 _RESULT_BUDGET_BYTES = 512 * 2**20
 
 
 def bytes_hash(data: bytes) -> str:
+    """A short content hash (16 hex digits of SHA-256): cache keys of uploads, images and inputs."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -91,6 +96,7 @@ class _ResultStore:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any | None:
+        """The value stored under ``key`` (now the most recently used), or ``None``."""
         with self._lock:
             if key not in self._items:
                 return None
@@ -98,6 +104,7 @@ class _ResultStore:
             return self._items[key][0]
 
     def put(self, key: Hashable, value: Any, size: int) -> None:
+        """Store ``value`` of ``size`` bytes, evicting the least recently used beyond the budget."""
         with self._lock:
             if key in self._items:
                 self._size -= self._items.pop(key)[1]
@@ -158,10 +165,12 @@ class ProgressBar:
         self._bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
 
     def done(self) -> None:
+        """Remove the bar."""
         self._bar.empty()
 
 
 def progress_bar(label: str) -> ProgressBar:
+    """A new ``ProgressBar`` drawn where it is called."""
     return ProgressBar(label)
 
 
@@ -177,7 +186,7 @@ def run_with_progress(label: str, fn: Callable[[Progress], Any]) -> Any:
 # ----------------------------------------------------- Zeiler & Fergus (pages/4_Inversion_and_Zeiler_Fergus.py)
 @st.cache_data(show_spinner="Occluding every position…", max_entries=32)
 def cached_occlusion(_model: LoadedModel, model_key: str, image_hash: str, x_numpy: np.ndarray, target: int,
-                     window: int, stride: int, fill: str, layer: str | None):
+                     window: int, stride: int, fill: str, layer: str | None) -> OcclusionMaps:
     """``xai_core.methods.occlusion.occlusion_sensitivity`` (host arrays) memoised."""
     from xai_core.methods.occlusion import occlusion_sensitivity
 
@@ -187,7 +196,7 @@ def cached_occlusion(_model: LoadedModel, model_key: str, image_hash: str, x_num
 
 @st.cache_data(show_spinner="Projecting feature maps…", max_entries=32)
 def cached_deconv_projections(_model: LoadedModel, model_key: str, image_hash: str, x_numpy: np.ndarray,
-                              layer: str, top: int, mode: str):
+                              layer: str, top: int, mode: str) -> DeconvProjections:
     """``xai_core.zeiler_fergus.deconv_projections`` memoised."""
     from xai_core.zeiler_fergus import deconv_projections
 
@@ -196,7 +205,7 @@ def cached_deconv_projections(_model: LoadedModel, model_key: str, image_hash: s
 
 @st.cache_data(show_spinner="Transforming the image…", max_entries=32)
 def cached_transform_sensitivity(_model: LoadedModel, model_key: str, image_hash: str, x_numpy: np.ndarray,
-                                 kind: str, values: tuple[float, ...], top: int):
+                                 kind: str, values: tuple[float, ...], top: int) -> TransformSensitivity:
     """``xai_core.zeiler_fergus.transform_sensitivity`` memoised."""
     from xai_core.zeiler_fergus import transform_sensitivity
 

@@ -1,23 +1,18 @@
-"""PNG downloads composed with PIL (plotly's static export needs kaleido, which we do not ship)."""
+"""PNG downloads composed with PIL (plotly's static export needs kaleido, which we do not ship);
+cells are coloured by ``xai_core.render``, as the figures' are."""
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import colormaps
+from xai_core import render
+
 from .figures import cell_ranges, column_range_text, per_row_images
 
 _LABEL_PX = 18
 _BAR_PX = 12
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _enlarged(image: np.ndarray, min_side: int) -> np.ndarray:
@@ -26,14 +21,6 @@ def _enlarged(image: np.ndarray, min_side: int) -> np.ndarray:
     if factor <= 1:
         return image
     return np.asarray(Image.fromarray(image).resize((w * factor, h * factor), Image.NEAREST))
-
-
-def overlay_png(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viridis", opacity: float = 0.5,
-                zmin: float | None = None, zmax: float | None = None) -> bytes:
-    """One overlay as PNG, coloured exactly as ``figures.overlay_figure`` colours it."""
-    if zmin is None and zmax is None:
-        zmin, zmax = colormaps.grid_ranges([heatmap], colormap, shared=False)[0]
-    return png_bytes(colormaps.overlay(image, heatmap, colormap, opacity, zmin, zmax))
 
 
 def grid_png(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
@@ -67,11 +54,9 @@ def grid_png(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[
         if c == 0:
             draw.text((4, top + h // 2), str(row_labels[r]), fill="black")
         if heatmap is not None:
-            cell = colormaps.overlay(row_images[r], heatmap, colormap, opacity, *span)
+            cell = render.overlay(row_images[r], heatmap, colormap, opacity, *span)
             canvas.paste(Image.fromarray(cell), (label_w + c * (w + 4), top))
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return render.png_bytes(np.asarray(canvas))
 
 
 def _colour_bar(canvas: Image.Image, draw: ImageDraw.ImageDraw, corner: tuple[int, int], width: int,
@@ -79,12 +64,12 @@ def _colour_bar(canvas: Image.Image, draw: ImageDraw.ImageDraw, corner: tuple[in
     """The grid's colour bar under it: the shared ``span``'s values, or (``None``) the ``note``d ranges."""
     left, top = corner
     ramp = np.repeat(np.linspace(0.0, 1.0, width, dtype=np.float32)[None], _BAR_PX, axis=0)
-    canvas.paste(Image.fromarray(colormaps.apply(ramp, colormap, 0.0, 1.0)), corner)
+    canvas.paste(Image.fromarray(render.colorize(ramp, colormap, 0.0, 1.0)), corner)
     if span is None:
-        ticks = colormaps.relative_ticks(colormap)
+        ticks = render.relative_ticks(colormap)
     else:
         lo, hi = span
-        ticks = {0.0: f"{lo:.3g}", 1.0: f"{hi:.3g}"} | ({0.5: "0"} if colormap == colormaps.DIVERGING else {})
+        ticks = {0.0: f"{lo:.3g}", 1.0: f"{hi:.3g}"} | ({0.5: "0"} if colormap == render.DIVERGING else {})
     for position, text in ticks.items():
         x = left + position * (width - draw.textlength(text))  # the end labels stay inside the bar's span
         draw.text((x, top + _BAR_PX + 2), text, fill="black")

@@ -1,21 +1,21 @@
 """Pure plotly figure builders: numpy in, ``go.Figure`` out; no streamlit here.
 
 Images travel as PNG data URIs inside ``go.Image`` (a few kB instead of a JSON array of
-every pixel); heatmaps are drawn with the colormaps of ``ui.colormaps``, so a figure and its
-PNG export (``ui.export``) look the same.
+every pixel); heatmaps are coloured by ``xai_core.render`` (plotly's colour bars by
+``ui.colormaps``), so a figure and its PNG export (``ui.export``) look the same.
 """
 from __future__ import annotations
 
 import base64
-import io
 from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 
-from . import colormaps
+from xai_core import render
+
+from .colormaps import plotly_colorscale
 
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 # Explicit colours: streamlit's theme would otherwise give neighbouring series near-identical blues.
@@ -30,9 +30,7 @@ _COLOUR_BAR = dict(orientation="h", y=-0.02, yanchor="top", x=0.5, xanchor="cent
 
 def png_data_uri(image: np.ndarray) -> str:
     """H×W×3 uint8 -> ``data:image/png;base64,...``."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(render.png_bytes(np.asarray(image, np.uint8))).decode("ascii")
 
 
 def _hide_axes(fig: go.Figure) -> go.Figure:
@@ -70,17 +68,17 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
 
     The map is resized to the image (CAM maps are coarse); without ``zmin``/``zmax`` the
     colour range is the map's own (symmetric around zero for the diverging colormap). The image
-    underneath is grey, as in ``colormaps.overlay``.
+    underneath is grey, as in ``render.overlay``.
     """
     h, w = image.shape[:2]
-    values = colormaps.resize(heatmap, h, w)
+    values = render.resize(heatmap, h, w)
     if zmin is None and zmax is None:
-        zmin, zmax = colormaps.grid_ranges([values], colormap, shared=False)[0]
-    zmin, zmax = colormaps.value_range(values, zmin, zmax)
+        zmin, zmax = render.grid_ranges([values], colormap, shared=False)[0]
+    zmin, zmax = render.value_range(values, zmin, zmax)
     fig = go.Figure([
-        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
+        go.Image(source=png_data_uri(render.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=values, zmin=zmin, zmax=zmax, opacity=opacity,
-                   colorscale=colormaps.plotly_colorscale(colormap), colorbar=_COLOUR_BAR,
+                   colorscale=plotly_colorscale(colormap), colorbar=_COLOUR_BAR,
                    hovertemplate="x=%{x}, y=%{y}: %{z:.3g}<extra></extra>"),
     ])
     fig.update_layout(title=title, margin=_MARGIN)
@@ -114,7 +112,7 @@ def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Seque
         r, c = divmod(i, n_cols)
         if heatmap is None:
             continue
-        cell = colormaps.overlay(row_images[r], heatmap, colormap, opacity, *span)
+        cell = render.overlay(row_images[r], heatmap, colormap, opacity, *span)
         fig.add_trace(go.Image(source=png_data_uri(cell), hoverinfo="skip"), row=r + 1, col=c + 1)
     present = [s for s in ranges if s is not None]
     if present:
@@ -131,12 +129,12 @@ def cell_ranges(maps: Sequence[Sequence[np.ndarray | None]], n_rows: int, n_cols
     """The colour range of every cell, row-major: one for the grid (``True``), one per column
     (``"column"``) or one per map (``False``); shared by ``heatmap_grid`` and ``ui.export.grid_png``."""
     if shared_scale == "column":
-        columns = [colormaps.grid_ranges([maps[r][c] for r in range(n_rows)], colormap, shared=True)
+        columns = [render.grid_ranges([maps[r][c] for r in range(n_rows)], colormap, shared=True)
                    for c in range(n_cols)]
         return [columns[c][r] for r in range(n_rows) for c in range(n_cols)]
     if shared_scale not in (True, False):
         raise ValueError(f"shared_scale must be True, False or 'column'; got {shared_scale!r}.")
-    return colormaps.grid_ranges([maps[r][c] for r in range(n_rows) for c in range(n_cols)], colormap, shared_scale)
+    return render.grid_ranges([maps[r][c] for r in range(n_rows) for c in range(n_cols)], colormap, shared_scale)
 
 
 def column_range_text(ranges: Sequence[tuple[float, float] | None], col: int, n_cols: int) -> str:
@@ -167,16 +165,17 @@ def _colour_bar_marker(colormap: str, span: tuple[float, float] | None,
     if span is not None:
         lo, hi, ticks, title = *span, {}, ""
     else:
-        names = colormaps.relative_ticks(colormap)
+        names = render.relative_ticks(colormap)
         lo, hi, title = 0.0, 1.0, relative_title
         ticks = dict(tickvals=list(names), ticktext=list(names.values()))
     return go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-                      marker=dict(colorscale=colormaps.plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
+                      marker=dict(colorscale=plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
                                   showscale=True, colorbar=dict(thickness=12, title=dict(text=title, side="right"),
                                                                 **ticks)))
 
 
 def per_row_images(images: np.ndarray | Sequence[np.ndarray], n_rows: int) -> list[np.ndarray]:
+    """One H×W×3 image per grid row: the same image repeated, or the given list (its length checked)."""
     if isinstance(images, np.ndarray) and images.ndim == 3:
         return [images] * n_rows
     if len(images) != n_rows:
@@ -192,7 +191,7 @@ def mask_figure(image: np.ndarray, object_mask: np.ndarray | None = None, part_m
     Grey, so a blue object does not hide its mask. A part mask equal to the object mask
     (classes without a distinct part) is not drawn.
     """
-    shown = colormaps.greyscale(image).astype(np.float32)
+    shown = render.greyscale(image).astype(np.float32)
     if part_mask is not None and object_mask is not None and np.array_equal(part_mask, object_mask):
         part_mask = None
     for mask, colour in ((object_mask, (60, 120, 255)), (part_mask, (255, 150, 0))):
@@ -239,9 +238,9 @@ def position_map_figure(image: np.ndarray, grid: np.ndarray, ys: Sequence[int], 
     """A value per occluder position (Py×Px), each cell drawn over the image at its occluder's centre."""
     h, w = image.shape[:2]
     fig = go.Figure([
-        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
+        go.Image(source=png_data_uri(render.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=grid, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), opacity=opacity,
-                   colorscale=colormaps.plotly_colorscale(colormap),
+                   colorscale=plotly_colorscale(colormap),
                    colorbar=_COLOUR_BAR | dict(title_text=value_label),
                    hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{value_label}: %{{z:.3g}}<extra></extra>"),
     ])
@@ -266,7 +265,7 @@ def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[i
     h, w = image.shape[:2]
     label = np.vectorize(lambda c: f"{names[int(c)]} ({int(c)})")(classes)
     fig = go.Figure([
-        go.Image(source=png_data_uri(colormaps.greyscale(image)), hoverinfo="skip"),
+        go.Image(source=png_data_uri(render.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=z, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), zmin=-0.5,
                    zmax=k - 0.5, colorscale=scale, showscale=False, opacity=opacity, customdata=label,
                    hovertemplate="occluder centre x=%{x}, y=%{y}<br>%{customdata}<extra></extra>"),

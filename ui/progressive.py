@@ -17,11 +17,13 @@ import streamlit as st
 
 @dataclass
 class Accumulation:
+    """Cumulative sums after every ``step`` samples, for one setting of everything but the count."""
     step: int
     sums: list[np.ndarray] = field(default_factory=list)  # cumulative, after (k + 1)·step samples
 
     @property
     def n_done(self) -> int:
+        """Samples accumulated so far."""
         return self.step * len(self.sums)
 
     def sums_at(self, n: int) -> np.ndarray:

@@ -1,16 +1,19 @@
 """The shared sidebar: model, image, target class and device, the same on every page.
 
-Every page calls ``sidebar()`` first and gets a ``Selection``. Choices survive page
-switches: a widget first drawn on a new page starts from its default, and streamlit forgets
-a widget's key when a page does not draw it, so each value is also kept under a plain
-``xai.*`` key and assigned to the widget's key before the widget is drawn. Uploaded files are kept as bytes for the same reason (an
-uploader is empty again on the next page), and are dropped only by their "Remove" button.
+The router (``app.py``) draws it once per run, before the page, inside ``shared_selection``;
+every page calls ``sidebar()`` first and gets that ``Selection`` (a page run on its own, as
+the tests do, draws the sidebar itself). Widgets keep their values for the session
+(``persist_state``), so a choice hidden by another (the chosen class while the prediction is
+explained, the dataset seed while a photo is shown) comes back with it. Uploaded files are
+kept as bytes and are dropped only by their "Remove" button.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import numpy as np
 import streamlit as st
@@ -29,12 +32,15 @@ IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 CHECKPOINT_TYPES = ["pt", "pth", "bin", "ckpt"]
 PREDICTED, CHOSEN = "Predicted class", "Choose a class"
+KEEP = "session"
+"""Every sidebar widget's ``persist_state``: its value stays while it is hidden and on every page."""
 _MAX_INDEX = 99_999
 _MAX_SEED = 2**31 - 1
 
 
 @dataclass
 class Selection:
+    """What the sidebar selected: the model, the image and its input tensor, the target class."""
     model: LoadedModel
     model_key: str                 # hashable id: name, checkpoint hash, class names, device
     image: Image.Image             # RGB, as chosen (before preprocessing)
@@ -53,6 +59,7 @@ class Selection:
 
     @property
     def target_name(self) -> str:
+        """The target class's name."""
         return self.model.categories[self.target]
 
 
@@ -65,25 +72,12 @@ def _keep(name: str, value: Any) -> None:
     st.session_state[f"xai.{name}"] = value
 
 
-def _persistent(widget: Callable, name: str, default: Any, valid: Callable[[Any], bool] = lambda v: True,
-                **kwargs) -> Any:
-    """Draw ``widget`` under key ``w.NAME`` with its last value restored (or ``default``)."""
-    key = f"w.{name}"
-    value = st.session_state[key] if key in st.session_state else _kept(name, default)
-    # Re-assigning the key, even to its own value, makes the new page's widget take it over
-    # (otherwise a widget first drawn on this page starts from its default).
-    st.session_state[key] = value if valid(value) else default
-    value = widget(key=key, **kwargs)
-    _keep(name, value)
-    return value
-
-
 # --------------------------------------------------------------------- devices
 def _device_widget() -> str:
     has_cuda = torch.cuda.is_available()
-    force_cpu = _persistent(st.sidebar.checkbox, "force_cpu", False, label="Force CPU", disabled=not has_cuda,
-                            help="Run on the CPU even though a GPU is available." if has_cuda
-                            else "No CUDA GPU was found: everything runs on the CPU.")
+    force_cpu = st.sidebar.checkbox("Force CPU", False, key="w.force_cpu", persist_state=KEEP, disabled=not has_cuda,
+                                    help="Run on the CPU even though a GPU is available." if has_cuda
+                                    else "No CUDA GPU was found: everything runs on the CPU.")
     return "cuda" if has_cuda and not force_cpu else "cpu"
 
 
@@ -104,9 +98,9 @@ def _checkpoint_widgets(model_name: str) -> dict | None:
             data = upload.getvalue()
             _keep("checkpoint", {"file_id": upload.file_id, "filename": upload.name, "arch": model_name,
                                  "bytes": data, "hash": bytes_hash(data)})
-        names_text = _persistent(st.text_area, "class_names_text", "", label="Class names (optional)",
-                                 help="One per line or comma-separated; default: names stored in the "
-                                      "checkpoint, else the architecture's own when the count matches.")
+        names_text = st.text_area("Class names (optional)", "", key="w.class_names_text", persist_state=KEEP,
+                                  help="One per line or comma-separated; default: names stored in the "
+                                       "checkpoint, else the architecture's own when the count matches.")
         checkpoint = _kept("checkpoint")
         if checkpoint is None:
             st.caption("Load your own weights (loaded safely with weights_only=True).")
@@ -162,9 +156,9 @@ def _get(choice: dict) -> LoadedModel:
 
 def _model_widgets(device: str) -> tuple[LoadedModel, str]:
     rows = {row["name"]: row for row in list_models()}
-    name = _persistent(st.sidebar.selectbox, "model", EMBEDDED, lambda v: v in rows, label="Model",
-                       options=list(rows),
-                       format_func=lambda n: n if rows[n]["weights_available"] else f"{n} (weights unavailable)")
+    name = st.sidebar.selectbox("Model", list(rows), index=list(rows).index(EMBEDDED), key="w.model",
+                                persist_state=KEEP, format_func=lambda n: n if rows[n]["weights_available"]
+                                else f"{n} (weights unavailable)")
     st.sidebar.caption(rows[name]["description"])
     return _load_selected(name, _checkpoint_widgets(name), device)
 
@@ -210,18 +204,16 @@ def read_upload(data: bytes, filename: str) -> Image.Image:
 
 
 def _dataset_image() -> tuple[Image.Image, dataset.Sample, str]:
-    seed = _persistent(st.sidebar.number_input, "seed", 0, label="Dataset seed", min_value=0, max_value=_MAX_SEED,
-                       step=1, help="Each (seed, index) pair always gives the same image.")
-    index = _persistent(st.sidebar.number_input, "index", 0, label="Sample index", min_value=0,
-                        max_value=_MAX_INDEX, step=1)
+    seed = st.sidebar.number_input("Dataset seed", 0, _MAX_SEED, 0, step=1, key="w.seed", persist_state=KEEP,
+                                   help="Each (seed, index) pair always gives the same image.")
+    index = st.sidebar.number_input("Sample index", 0, _MAX_INDEX, 0, step=1, key="w.index", persist_state=KEEP)
     sample = dataset.make_sample(int(seed), int(index))
     return sample.pil(), sample, f"Dataset sample seed {seed}, #{index} (true class: {sample.class_name})"
 
 
 def _photo_image() -> tuple[Image.Image, str]:
     names = imageio.list_samples()
-    name = _persistent(st.sidebar.selectbox, "photo", names[0], lambda v: v in names, label="Photo",
-                       options=names)
+    name = st.sidebar.selectbox("Photo", names, key="w.photo", persist_state=KEEP)
     return imageio.load_sample(name), f"Sample photo: {name}"
 
 
@@ -246,8 +238,7 @@ def _upload_image() -> tuple[Image.Image, str] | None:
 
 
 def _image_widgets() -> tuple[Image.Image, dataset.Sample | None, str]:
-    source = _persistent(st.sidebar.radio, "source", DATASET, lambda v: v in IMAGE_SOURCES, label="Image",
-                         options=IMAGE_SOURCES, horizontal=True)
+    source = st.sidebar.radio("Image", IMAGE_SOURCES, key="w.source", persist_state=KEEP, horizontal=True)
     chosen = _photo_image() if source == PHOTO else _upload_image() if source == UPLOAD else None
     if chosen is not None:
         image, label = chosen
@@ -269,20 +260,37 @@ def _prepared(image: Image.Image, model: LoadedModel, key: str) -> tuple[str, to
 
 # --------------------------------------------------------------------- targets
 def _target_widgets(model: LoadedModel, predicted: int) -> int:
-    mode = _persistent(st.sidebar.radio, "target_mode", PREDICTED, lambda v: v in (PREDICTED, CHOSEN),
-                       label="Target class", options=(PREDICTED, CHOSEN), horizontal=True)
+    mode = st.sidebar.radio("Target class", (PREDICTED, CHOSEN), key="w.target_mode", persist_state=KEEP,
+                            horizontal=True)
     if mode == PREDICTED:
         st.sidebar.caption(f"Explaining the prediction: {model.class_label(predicted)}.")
         return predicted
     n = model.num_classes
-    return _persistent(st.sidebar.selectbox, "target", predicted, lambda v: isinstance(v, int) and 0 <= v < n,
-                       label="Class (type to search)", options=range(n),
-                       format_func=model.class_label)
+    # The prediction is only the first default: the chosen class stays while the image changes,
+    # and falls back to the prediction when a model with fewer classes makes it invalid.
+    return st.sidebar.selectbox("Class (type to search)", range(n), index=predicted, key="w.target",
+                                persist_state=KEEP, format_func=model.class_label)
 
 
 # ------------------------------------------------------------------------ main
+_SHARED: ContextVar[Selection | None] = ContextVar("xai_shared_selection", default=None)
+
+
+@contextlib.contextmanager
+def shared_selection(selection: Selection) -> Iterator[None]:
+    """While the router runs a page: ``sidebar()`` returns ``selection`` instead of drawing again."""
+    token = _SHARED.set(selection)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def sidebar() -> Selection:
-    """Draw the shared sidebar and return what the user selected."""
+    """Draw the shared sidebar and return what the user selected (under the router: what it drew)."""
+    shared = _SHARED.get()
+    if shared is not None:
+        return shared
     st.set_page_config(page_title="XAI Lab", page_icon="🔍", layout="wide")
     st.sidebar.header("XAI Lab")
     device = _device_widget()

@@ -15,10 +15,10 @@ def parameter_lines(method: Method) -> list[str]:
 
 
 def _cell(method: Method) -> str:
-    names = [f"`{name}`" for name in method.params]
+    names = [f"`{name}` {p.describe()}" for name, p in method.params.items()]
     if method.bases is not None:
-        names.append(f"`{BASE_PREFIX}*`")
-    return ", ".join(names) or "—"
+        names.append(f"`{BASE_PREFIX}NAME`: the base's parameters")
+    return "<br>".join(names).replace("|", "\\|") or "—"
 
 
 def markdown_table() -> str:
