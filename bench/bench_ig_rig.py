@@ -19,8 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xai_core import dataset, rig  # noqa: E402
+from xai_core import dataset  # noqa: E402
 from xai_core.engine import Engine  # noqa: E402
+from xai_core.rig import training  # noqa: E402
 from xai_core.methods.integrated_gradients import integrated_gradients  # noqa: E402
 from timing import best_time  # noqa: E402
 
@@ -105,8 +106,8 @@ def training_row(arch: str, k: int, n: int, batch: int, device: torch.device) ->
     images = torch.randn(n, 3, dataset.IMAGE_SIZE, dataset.IMAGE_SIZE)
     targets = torch.randn(k, n, len(dataset.CLASSES))
     kwargs = dict(lr=4e-5, epochs=1, batch_size=batch, seed=0, device=device, progress=None)
-    t_one = best_time(lambda: rig._fit_sequential(net, images, targets[:1], **kwargs), 1, device)
-    t_batched = best_time(lambda: rig._fit_batched(net, images, targets, **kwargs), 1, device)
+    t_one = best_time(lambda: training._fit_sequential(net, images, targets[:1], **kwargs), 1, device)
+    t_batched = best_time(lambda: training._fit_batched(net, images, targets, **kwargs), 1, device)
     one = n / t_one
     together = k * n / t_batched
     return {"arch": arch, "K": k, "plain, one copy (img/s)": one, f"vmap, {k} copies (img·net/s)": together,

@@ -1,6 +1,5 @@
 """Model inversion and deep dream (lab handout, exercise 1); Zeiler & Fergus's occlusion sensitivity,
 DeconvNet projections and rotation / scale / shift sensitivity."""
-import numpy as np
 import streamlit as st
 
 from ui.cache import (cached_deconv_projections, cached_occlusion, cached_transform_sensitivity, get_engine,
@@ -8,12 +7,14 @@ from ui.cache import (cached_deconv_projections, cached_occlusion, cached_transf
 from ui.colormaps import DIVERGING
 from ui.figures import (categorical_map_figure, history_figure, image_figure, image_grid_figure, line_figure,
                         overlay_figure, position_map_figure)
+from ui.inversion_session import InversionSession
+from ui.params import param_widget
 from ui.sidebar import sidebar
 from xai_core.errors import XAIError
-from xai_core.inversion import OPTIMIZERS, PARAMETERIZATIONS, InversionRun, InversionSettings, run_together
-from xai_core.methods.occlusion import FILLS
+from xai_core.inversion import OPTIMIZERS, PARAMETERIZATIONS, InversionSettings
+from xai_core.methods.occlusion import OCCLUSION
 from xai_core.models import list_models
-from xai_core.zeiler_fergus import PROJECTION_MODES, TRANSFORMS
+from xai_core.zeiler_fergus import DECONV_TOP, PROJECTION_MODES, TRANSFORM_TOP, TRANSFORMS, transform_values
 
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 GRID = PLOT | {"width": "content"}  # a grid of small images keeps its own width instead of spreading out
@@ -37,8 +38,7 @@ with tab_occlusion:
     c1, c2, c3, c4 = st.columns(4)
     window = c1.slider("Occluder size (px)", 1, size, max(1, size // 4), key="occ.window")
     stride = c2.slider("Stride (px)", 1, window, max(1, window // 4), key="occ.stride")
-    fill = c3.selectbox("Fill", FILLS, key="occ.fill",
-                        help="grey = dataset mean; mean = the image's mean colour; blur: σ = size/4")
+    fill = param_widget("fill", OCCLUSION.params["fill"], model, key="occ.fill", container=c3)
     layer = c4.selectbox("Layer for (c)", layers, index=default_layer, key="occ.layer")
     try:
         occ = cached_occlusion(model, selection.model_key, selection.image_hash, selection.x.numpy(),
@@ -65,16 +65,16 @@ with tab_occlusion:
 
 # ------------------------------------------------------------------------ DeconvNet
 with tab_deconv:
-    st.markdown("The image's 9 strongest feature maps of a layer, each sent back to pixel space alone through "
-                "the DeconvNet (unpooling with the forward switches, rectification of the backward signal, "
-                "transposed convolutions).")
+    st.markdown(f"The image's {DECONV_TOP} strongest feature maps of a layer, each sent back to pixel space "
+                "alone through the DeconvNet (unpooling with the forward switches, rectification of the backward "
+                "signal, transposed convolutions).")
     c1, c2 = st.columns(2)
     deconv_layer = c1.selectbox("Layer", layers, index=default_layer, key="zf.layer")
     mode = c2.radio("Signal sent back", PROJECTION_MODES, horizontal=True, key="zf.mode",
                     format_func=lambda m: {"map": "whole feature map", "max": "its strongest activation only"}[m])
     try:
         proj = cached_deconv_projections(model, selection.model_key, selection.image_hash, selection.x.numpy(),
-                                         deconv_layer, 9, mode)
+                                         deconv_layer, DECONV_TOP, mode)
     except XAIError as err:
         st.error(str(err))
         proj = None
@@ -92,13 +92,10 @@ with tab_transform:
     kind = c1.radio("Transformation", list(TRANSFORMS), horizontal=True, key="rot.kind",
                     format_func=lambda k: TRANSFORMS[k])
     count = c2.slider("Values", 5, 73, 37, key="rot.count")
-    size = model.input_size
-    span = {"rotation": (-180.0, 180.0), "scale": (0.5, 2.0), "shift_x": (-size / 2, size / 2),
-            "shift_y": (-size / 2, size / 2)}[kind]
-    values = np.geomspace(*span, count) if kind == "scale" else np.linspace(*span, count)
+    values = transform_values(kind, count, model.input_size)
     try:
         sens = cached_transform_sensitivity(model, selection.model_key, selection.image_hash, selection.x.numpy(),
-                                            kind, tuple(float(v) for v in values), 5)
+                                            kind, tuple(float(v) for v in values), TRANSFORM_TOP)
     except XAIError as err:
         st.error(str(err))
         sens = None
@@ -107,7 +104,8 @@ with tab_transform:
         curve.plotly_chart(line_figure(sens.values, {f"{n} ({c})": sens.probabilities[:, i] for i, (c, n) in
                                                      enumerate(zip(sens.classes, sens.class_names))},
                                        x_title=TRANSFORMS[kind], y_title="probability"), **PLOT)
-        curve.caption("Probabilities of the intact image's top 5 classes; uncovered pixels show the dataset mean.")
+        curve.caption(f"Probabilities of the intact image's top {TRANSFORM_TOP} classes; uncovered pixels show the "
+                      "dataset mean.")
         shown = picture.select_slider("Transformed input", range(len(sens.values)), value=len(sens.values) // 2,
                                       format_func=lambda i: f"{sens.values[i]:.3g}", key="rot.shown")
         picture.plotly_chart(image_figure(sens.images[shown], title="predicted: "
@@ -116,20 +114,8 @@ with tab_transform:
 # ------------------------------------------------------------------------ inversion
 HISTORY_TITLES = {"score": "class score (logit)", "probability": "probability", "l2": "L2: mean(x²)",
                   "tv": "total variation", "objective": "objective = score − λ·L2 − μ·TV"}
-
-
-def _new_runs(settings, targets, from_image, other_name):
-    """One run on the sidebar model, and one on a second architecture for the same class names."""
-    start = selection.x if from_image else None
-    runs = [(model.name, InversionRun(model, targets, settings, start=start, engine=get_engine(selection.device)))]
-    if other_name:
-        other = get_model(other_name, None, None, selection.device)
-        other_targets = other.resolve_targets([model.categories[t] for t in targets])
-        other_start = other.preprocess(selection.image) if from_image else None
-        runs.append((other.name, InversionRun(other, other_targets, settings, start=other_start,
-                                              engine=get_engine(selection.device))))
-    return runs
-
+NO_SECOND_MODEL = "(none)"
+defaults = InversionSettings()
 
 with tab_inversion:
     st.markdown("Gradient ascent on the pixels to maximise class scores (one batch row per class). From noise it "
@@ -140,50 +126,49 @@ with tab_inversion:
                                  format_func=model.class_label, max_selections=6)
         c1, c2, c3, c4 = st.columns(4)
         from_image = c1.radio("Start", ["noise", "sidebar image (deep dream)"]) != "noise"
-        optimizer = c2.selectbox("Optimiser", OPTIMIZERS)
-        lr = c3.number_input("Learning rate", 1e-4, 100.0, 0.05, format="%.4f")
-        seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
-        steps = st.slider("Steps", 10, 2000, 200, step=10)
+        optimizer = c2.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer))
+        lr = c3.number_input("Learning rate", 1e-4, 100.0, defaults.lr, format="%.4f")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, defaults.seed)
+        steps = st.slider("Steps", 10, 2000, defaults.steps, step=10)
         c1, c2, c3, c4, c5 = st.columns(5)
-        blur_every = c1.slider("Blur every k steps (0: off)", 0, 50, 4)
-        blur_sigma = c2.slider("Blur σ", 0.1, 3.0, 0.5, 0.1)
-        l2 = c3.number_input("L2 decay weight", 0.0, 10.0, 0.0, format="%.4f")
-        tv = c4.number_input("Total variation weight", 0.0, 100.0, 0.0, format="%.4f")
-        jitter = c5.slider("Jitter (px)", 0, 32, 0)
+        blur_every = c1.slider("Blur every k steps (0: off)", 0, 50, defaults.blur_every)
+        blur_sigma = c2.slider("Blur σ", 0.1, 3.0, defaults.blur_sigma, 0.1)
+        l2 = c3.number_input("L2 decay weight", 0.0, 10.0, defaults.l2, format="%.4f")
+        tv = c4.number_input("Total variation weight", 0.0, 100.0, defaults.tv, format="%.4f")
+        jitter = c5.slider("Jitter (px)", 0, 32, defaults.jitter)
         c1, c2, c3 = st.columns(3)
         parameterization = c1.radio("Parameterisation", PARAMETERIZATIONS, horizontal=True,
+                                    index=PARAMETERIZATIONS.index(defaults.parameterization),
                                     help="fourier: Lucid's decorrelated colour + scaled Fourier spectrum")
-        frame_every = c2.slider("Keep a frame every m steps", 1, 100, 10)
+        frame_every = c2.slider("Keep a frame every m steps", 1, 100, defaults.frame_every)
         others = [row["name"] for row in list_models() if row["name"] != model.name and row["weights_available"]]
-        other_name = c3.selectbox("Same classes on a second architecture", ["(none)", *others])
+        other_name = c3.selectbox("Same classes on a second architecture", [NO_SECOND_MODEL, *others])
         submitted = st.form_submit_button("Run inversion", type="primary")
 
-    state = st.session_state.setdefault("inv.state", {"runs": [], "active": False})
+    session = InversionSession(st.session_state)
     if submitted and targets:
         try:
             settings = InversionSettings(steps=steps, optimizer=optimizer, lr=float(lr), blur_every=blur_every,
                                          blur_sigma=float(blur_sigma), l2=float(l2), tv=float(tv), jitter=jitter,
                                          parameterization=parameterization, frame_every=frame_every, seed=int(seed))
-            state.update(runs=_new_runs(settings, targets, from_image, None if other_name == "(none)" else other_name),
-                         active=True)
+            second = [] if other_name == NO_SECOND_MODEL else [get_model(other_name, None, None, selection.device)]
+            session.start(model, targets, settings, others=second,
+                          start_image=selection.image if from_image else None, engine=get_engine(selection.device))
         except XAIError as err:
             st.error(str(err))
-    runs = state["runs"]
-    unfinished = any(not run.finished for _, run in runs)
     c1, c2 = st.columns(2)
-    if c1.button("Stop", disabled=not (state["active"] and unfinished), key="inv.stop"):
-        state["active"] = False  # this click interrupted the run: keep what it reached
-    if c2.button("Resume", disabled=state["active"] or not unfinished, key="inv.resume"):
-        state["active"] = True
-    if state["active"] and unfinished:
+    if c1.button("Stop", disabled=not session.running, key="inv.stop"):
+        session.stop()
+    if c2.button("Resume", disabled=session.active or not session.unfinished, key="inv.resume"):
+        session.resume()
+    if session.running:
         bar = progress_bar("Optimising (Stop keeps what is reached)")
         try:
-            run_together([run for _, run in runs], progress=bar)
+            session.advance(bar)
         finally:
             bar.done()
-        state["active"] = False
 
-    for column, (name, run) in zip(st.columns(max(1, len(runs))), runs):
+    for column, (name, run) in zip(st.columns(max(1, len(session.runs))), session.runs):
         result = run.result()
         labels = [run.model.class_label(t) for t in result.targets]
         with column:
@@ -200,6 +185,6 @@ with tab_inversion:
                                                   cell_px=140), **PLOT)
             if result.steps_done:
                 st.plotly_chart(history_figure(result.history, labels, HISTORY_TITLES), **PLOT)
-    if not runs:
+    if not session.runs:
         st.caption("Choose classes and settings, then run. Long runs show their progress; Stop keeps the "
                    "images reached, Resume continues from there.")

@@ -1,13 +1,23 @@
-"""`python -m xai_core`: JSON output, npz contents, one-line errors with a non-zero exit."""
+"""`python -m xai_core`: JSON output, npz contents, one-line errors with a non-zero exit, both
+dataset-folder layouts end to end, defaults read from the library, subcommands apart from the parser."""
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from xai_core import dataset
+from xai_core import dataset, rig
 from xai_core.cli import main
+from xai_core.cli.entry import build_parser
+from xai_core.embedded import EmbeddedNet
+from xai_core.inversion import InversionSettings
+from xai_core.methods import METHODS
+
+PACKAGE = Path(__file__).resolve().parent.parent / "xai_core"
 
 
 def run_json(capsys, *argv):
@@ -74,6 +84,12 @@ def test_dataset_export_and_eval(capsys, tmp_path):
     (["explain", "--model", "embedded", "--image", "{img}", "--method", "saliency",
       "--param", "bogus", "--out", "x.npz"], "KEY=VALUE"),
     (["dataset-eval", "--model", "embedded", "--seed", "1", "--n", "0"], "at least 1"),
+    (["dataset-eval", "--model", "embedded"], "--data"),
+    (["dataset-eval", "--model", "embedded", "--data", "no_such_dir"], "does not exist"),
+    (["explain", "--model", "embedded", "--image", "{img}", "--method", "smoothgrad",
+      "--param", "base=saliency", "--param", "base.bogus=1", "--out", "x.npz"], "bogus"),
+    (["rig", "--model", "embedded", "--classes", "circle,circle", "--image", "{img}", "--out", "x.npz"],
+     "two different classes"),
 ])
 def test_bad_input_is_one_line_and_non_zero(capsys, sample_png, argv, fragment):
     argv = [a.replace("{img}", str(sample_png)) for a in argv]
@@ -87,3 +103,113 @@ def test_module_entry_point_runs_in_a_subprocess():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert any(row["name"] == "embedded" for row in json.loads(proc.stdout))
+
+
+def test_explain_help_lists_every_registered_method_with_its_parameters(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name, method in METHODS.items():
+        assert f"{name} — {method.label}" in text
+        for param_name, param in method.params.items():
+            assert " ".join(f"{param_name}: {param.describe()}".split()) in text
+
+
+def test_composed_noise_tunnel_without_noise_is_its_base_method(capsys, tmp_path, sample_png):
+    common = ["explain", "--model", "embedded", "--image", str(sample_png), "--target", "2"]
+    run_json(capsys, *common, "--method", "guided_backprop", "--out", str(tmp_path / "base.npz"))
+    tunnel = run_json(capsys, *common, "--method", "smoothgrad", "--param", "base=guided_backprop",
+                      "--param", "noise=0", "--param", "samples=2", "--out", str(tmp_path / "tunnel.npz"))
+    assert tunnel["params"]["base"] == "guided_backprop"
+    with np.load(tmp_path / "base.npz") as base, np.load(tmp_path / "tunnel.npz") as smoothed:
+        np.testing.assert_allclose(smoothed["map"], base["map"], rtol=1e-5, atol=1e-7)
+
+
+def _args(*argv):
+    return build_parser().parse_args(list(argv))
+
+
+def test_command_line_defaults_are_the_librarys():
+    args = _args("rig", "--model", "embedded", "--classes", "a,b", "--image", "x.png", "--out", "x.npz")
+    assert rig.parse_alphas(args.alphas) == list(rig.DEFAULT_ALPHAS)
+    assert (args.lr, args.epochs, args.tau, args.steps, args.n, args.seed) == (
+        rig.DEFAULT_LR, rig.DEFAULT_EPOCHS, rig.DEFAULT_TAU, rig.DEFAULT_STEPS, rig.DEFAULT_N, rig.DEFAULT_SEED)
+    args = _args("invert", "--model", "embedded", "--target", "0", "--out", "x.png")
+    library = InversionSettings()
+    assert InversionSettings(steps=args.steps, optimizer=args.optimizer, lr=args.lr, blur_every=args.blur_every,
+                             blur_sigma=args.blur_sigma, l2=args.l2, tv=args.tv, jitter=args.jitter,
+                             parameterization=args.parameterization, frame_every=library.frame_every,
+                             seed=args.seed) == library
+    assert library.blur_every == 4
+
+
+def test_subcommand_modules_import_the_shared_helpers_never_the_parser():
+    """No import cycle inside the CLI (the library-wide rules are in tests/test_architecture.py)."""
+    for path in (PACKAGE / "cli").glob("*.py"):
+        if path.name in ("entry.py", "__init__.py"):
+            continue
+        siblings = {(node.module or alias.name).split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom) and node.level == 1 for alias in node.names}
+        assert siblings <= {"common"}, (path.name, siblings)
+
+
+# ------------------------------------------------------------ dataset folders end to end
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """What dataset-export writes: 40 images (5 per class), masks and labels.csv."""
+    out = tmp_path_factory.mktemp("export")
+    assert main(["dataset-export", "--seed", "5", "--n", "40", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A narrow embedded network with random weights, as a state dict file for --checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save(EmbeddedNet(len(dataset.CLASSES), width=4).state_dict(), path)
+    return path
+
+
+def test_dataset_eval_on_an_export_equals_the_generated_split_in_both_layouts(capsys, exported):
+    generated = run_json(capsys, "dataset-eval", "--model", "embedded", "--seed", "5", "--n", "40")
+    for folder in (exported, exported / "images"):  # the export, and its ImageFolder of images
+        evaluation = run_json(capsys, "dataset-eval", "--model", "embedded", "--data", str(folder))
+        assert evaluation["n"] == 40
+        assert evaluation["accuracy"] == generated["accuracy"] and evaluation["per_class"] == generated["per_class"]
+
+
+def test_rig_trains_on_an_export_and_on_an_imagefolder_of_the_same_images(capsys, exported, tiny_checkpoint,
+                                                                           tmp_path, monkeypatch):
+    monkeypatch.setenv("XAI_LAB_CACHE", str(tmp_path / "cache"))
+    pair = ",".join(dataset.CLASSES[c] for c in dataset.PART_PAIR)
+    query = next((exported / "images" / dataset.CLASSES[dataset.PART_PAIR[0]]).iterdir())
+    reports = []
+    for folder in (exported, exported / "images"):
+        out = tmp_path / f"{folder.name}.npz"
+        reports.append(run_json(capsys, "rig", "--model", "embedded", "--checkpoint", str(tiny_checkpoint),
+                                "--device", "cpu", "--classes", pair, "--data", str(folder), "--alphas", "0,2",
+                                "--epochs", "1", "--steps", "4", "--tau", "0.5", "--image", str(query),
+                                "--out", str(out)))
+        with np.load(out) as saved:
+            assert saved["ig"].shape == (2, 64, 64) and saved["rig"].shape == (2, 64, 64)
+            assert saved["logits"].shape == (3, 2) and saved["region"].shape == (2, 64, 64)
+            assert saved["network_maps"].shape == (2, 2, 64, 64)
+            np.testing.assert_allclose(saved["ig"], saved["network_maps"][0])
+            assert saved["classes"].tolist() == list(dataset.PART_PAIR)
+    first, second = reports
+    assert first["networks"] == ["classifier", "α=2"]
+    # Same images in the same order from either layout: the same training set, so the second run
+    # reads the networks the first one stored (under XAI_LAB_CACHE).
+    assert not first["loaded_from_disk"] and second["loaded_from_disk"] and first["store"] == second["store"]
+    assert Path(first["store"]).parent == tmp_path / "cache" / "rig"
+
+
+def test_rig_on_generated_embedded_images_with_tiny_settings(capsys, tiny_checkpoint, sample_png, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("XAI_LAB_CACHE", str(tmp_path / "cache"))
+    report = run_json(capsys, "rig", "--model", "embedded", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                      "--classes", "6,7", "--alphas", "0,2", "--epochs", "1", "--n", "8", "--steps", "4",
+                      "--image", str(sample_png), "--out", str(tmp_path / "rig.npz"))
+    assert report["data"] == "embedded dataset, seed 0, n 8" and set(report["final_mse"]) == {"2"}

@@ -6,12 +6,13 @@ import torch.nn.functional as F
 from captum.attr import Occlusion
 from torch import nn
 
+from xai_core.errors import ParameterError
 from xai_core.instrument.capture import hook_count
 from xai_core.methods import explain
 from xai_core.methods.occlusion import occlusion_sensitivity
 from xai_core.replacements import REPLACEMENTS, replacement_image
 from xai_core.model_handle import LoadedModel
-from xai_core.zeiler_fergus import deconv_projections, transform_batch, transform_sensitivity
+from xai_core.zeiler_fergus import deconv_projections, transform_batch, transform_sensitivity, transform_values
 
 PATCH = (slice(8, 16), slice(20, 28))  # rows, columns of a 32×32 input
 
@@ -156,3 +157,15 @@ def test_categorical_occlusion_map_has_a_legend_entry_in_each_present_class_colo
         shown = [c for stop, c in heatmap.colorscale if stop <= (slot + 0.5) / k][-1]
         assert shown == entry.marker.color
     assert list(heatmap.x) == [1.5, 5.5]  # occluder centres
+
+
+def test_transform_values_span_each_transformation_with_the_identity_in_the_middle():
+    identity = {"rotation": 0.0, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0}
+    for kind, neutral in identity.items():
+        values = transform_values(kind, 5, 64)
+        assert len(values) == 5 and values[2] == pytest.approx(neutral, abs=1e-12)
+        assert (np.diff(values) > 0).all()
+    assert transform_values("shift_x", 3, 64).tolist() == [-32.0, 0.0, 32.0]
+    np.testing.assert_allclose(transform_values("scale", 3, 64), [0.5, 1.0, 2.0])  # log-spaced
+    with pytest.raises(ParameterError, match="Transformation"):
+        transform_values("shear", 3, 64)

@@ -12,15 +12,17 @@ In a notebook::
 
 ``explain`` returns one ``Explanation`` per target; ``LoadedModel`` carries the module with its
 preprocessing and class names; every error a user can cause is an ``XAIError`` with a readable
-message. ``xai_core.render`` turns maps into colour images, overlays and PNG bytes.
+message. ``colorize``, ``overlay`` and ``png_bytes`` (``xai_core.render``) turn maps into colour
+images, overlays over the input and PNG files.
 """
 from .errors import XAIError
 from .imageio import load_image
 from .methods import Explanation, Method, Param, explain, get_method, list_methods
 from .model_handle import LoadedModel
 from .models import list_models, load_model
+from .render import colorize, overlay, png_bytes
 
 __version__ = "0.2.0"
 
-__all__ = ["Explanation", "LoadedModel", "Method", "Param", "XAIError", "explain", "get_method", "list_methods",
-           "list_models", "load_image", "load_model"]
+__all__ = ["Explanation", "LoadedModel", "Method", "Param", "XAIError", "colorize", "explain", "get_method",
+           "list_methods", "list_models", "load_image", "load_model", "overlay", "png_bytes"]

@@ -1,3 +1,4 @@
+"""``python -m xai_core``: the command line (``xai_core.cli``)."""
 import sys
 
 from .cli import main

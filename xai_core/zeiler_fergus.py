@@ -24,6 +24,8 @@ from .instrument.relu_rules import relu_backward_rule
 from .model_handle import LoadedModel
 
 PROJECTION_MODES = ("map", "max")
+DECONV_TOP = 9          # feature maps projected (a 3×3 grid, as Zeiler & Fergus show them)
+TRANSFORM_TOP = 5       # classes followed under a transformation
 TRANSFORMS = {"rotation": "angle (degrees)", "scale": "scale factor", "shift_x": "horizontal shift (pixels)",
               "shift_y": "vertical shift (pixels)"}
 
@@ -46,7 +48,7 @@ class DeconvProjections:
         return (img.clip(0, 1) * 255).round().astype(np.uint8)
 
 
-def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: int = 9,
+def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: int = DECONV_TOP,
                        mode: str = "map", engine: Engine | None = None) -> DeconvProjections:
     """Project the image's ``top`` strongest feature maps of ``layer`` back to pixel space.
 
@@ -99,6 +101,19 @@ class TransformSensitivity:
     images: np.ndarray            # V×H×W×3 uint8, the transformed inputs (for a strip of thumbnails)
 
 
+def transform_values(kind: str, count: int, size: int) -> np.ndarray:
+    """``count`` values of the transformation over its usual span: a full turn of rotation, scales
+    from 0.5 to 2 (evenly spaced in log, so 1 is in the middle), shifts of up to half the image
+    (``size`` pixels) either way."""
+    spans = {"rotation": (-180.0, 180.0), "scale": (0.5, 2.0), "shift_x": (-size / 2, size / 2),
+             "shift_y": (-size / 2, size / 2)}
+    if kind not in spans:
+        raise ParameterError(f"Transformation must be one of {', '.join(TRANSFORMS)}; got '{kind}'.")
+    if count < 1:
+        raise ParameterError("Give at least one transformation value.")
+    return np.geomspace(*spans[kind], count) if kind == "scale" else np.linspace(*spans[kind], count)
+
+
 def _affine_matrices(kind: str, values: torch.Tensor, size: int) -> torch.Tensor:
     """V×2×3 matrices mapping output to input coordinates in ``affine_grid``'s [-1, 1] frame."""
     v = values.float()
@@ -131,7 +146,7 @@ def transform_batch(x: torch.Tensor, kind: str, values: torch.Tensor) -> torch.T
                          padding_mode="zeros", align_corners=False)
 
 
-def transform_sensitivity(model: LoadedModel, x: torch.Tensor, kind: str, values, *, top: int = 5,
+def transform_sensitivity(model: LoadedModel, x: torch.Tensor, kind: str, values, *, top: int = TRANSFORM_TOP,
                           engine: Engine | None = None, progress: Progress | None = None) -> TransformSensitivity:
     """Top-class probabilities against rotation angle, scale or shift, evaluated in batches."""
     values = torch.as_tensor(np.asarray(values, dtype=np.float32))

@@ -1,0 +1,49 @@
+"""``dataset-export`` (write embedded-dataset images, masks and labels.csv) and ``dataset-eval``
+(accuracy on a fresh embedded split, or on a labelled folder)."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ParameterError
+from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, load_model_from
+
+def run_dataset_export(args: argparse.Namespace) -> dict:
+    """Write ``--n`` samples of seed ``--seed`` under ``--out``."""
+    from ..dataset import export
+
+    at_least_one(args.n, "--n")
+    csv_path = export(args.seed, args.n, args.out)
+    return {"out": str(args.out), "labels": str(csv_path), "n": args.n, "seed": args.seed}
+
+
+def run_dataset_eval(args: argparse.Namespace) -> dict:
+    """Accuracy on ``--data``, or on ``--n`` freshly generated samples of seed ``--seed``."""
+    if args.data is not None:
+        if args.seed is not None or args.n is not None:
+            raise ParameterError("Give either --data or --seed and --n, not both.")
+        from ..folder_dataset import evaluate_folder
+
+        model = load_model_from(args)
+        return {"model": model.name, "data": args.data, **evaluate_folder(model, args.data)}
+    if args.seed is None or args.n is None:
+        raise ParameterError("dataset-eval needs --data DIR, or --seed and --n for a generated split.")
+    from ..dataset import evaluate
+
+    at_least_one(args.n, "--n")
+    model = load_model_from(args)
+    return {"model": model.name, "seed": args.seed, **evaluate(model, args.seed, args.n)}
+
+
+def add_commands(add: AddCommand) -> None:
+    """Register ``dataset-export`` and ``dataset-eval``."""
+    p = add("dataset-export", run_dataset_export, "write embedded-dataset images, masks and labels.csv")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("dataset-eval", run_dataset_eval,
+            "accuracy on a freshly generated embedded-dataset split (--seed, --n) or on a folder (--data)")
+    add_model_args(p)
+    p.add_argument("--seed", type=int, help="seed of the generated split")
+    p.add_argument("--n", type=int, help="images in the generated split")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP)

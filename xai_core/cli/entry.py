@@ -1,0 +1,65 @@
+"""The parser and ``main``: one subcommand module per group, each registering its commands.
+
+Each subcommand is a handler ``run_NAME(args) -> dict | list``; the result is printed as one
+JSON object with ``--json``, else as short human-readable text. Any error a user can cause
+ends with exit code 2 and one line on stderr (set ``XAI_DEBUG=1`` for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..errors import XAIError
+from . import dataset, explain, invert, models, rig
+from .common import Handler, jsonable
+
+ERROR_EXIT = 2
+GROUPS = (models, dataset, explain, rig, invert)  # the order of ``--help``
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m xai_core`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m xai_core", description="XAI Lab core from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Handler, help_text: str, **parser_kwargs: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, **parser_kwargs)
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        p.set_defaults(handler=handler)
+        return p
+
+    for group in GROUPS:
+        group.add_commands(add)
+    return parser
+
+
+def _print_human(result: Any) -> None:
+    if isinstance(result, list):
+        for row in result:
+            print("  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, (list, dict))))
+    elif isinstance(result, dict) and "predictions" in result:
+        for p in result["predictions"]:
+            print(f"{p['probability']:7.2%}  {p['index']:5d}  {p['name']}")
+    else:
+        print(json.dumps(jsonable(result), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; 0 on success, 2 (one line on stderr) on an error the user can fix."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except (XAIError, OSError, ValueError) as err:
+        if os.environ.get("XAI_DEBUG"):
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return ERROR_EXIT
+    if args.json:
+        print(json.dumps(jsonable(result)))
+    else:
+        _print_human(result)
+    return 0

@@ -1,0 +1,16 @@
+"""Every RIG default, in one place: the library's signatures, the command line and page 3 read them here.
+
+The paper's settings (§4.3): α ∈ {0, 2, 4, 6, 8}, Adam with lr 4e-5, 10 epochs. τ, the IG steps
+and the embedded-dataset sizes are ours (see the README's RIG section for what they give).
+"""
+DEFAULT_ALPHAS = (0.0, 2.0, 4.0, 6.0, 8.0)
+DEFAULT_LR = 4e-5
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_SEED = 0            # of the generated training images and of the training batch order
+DEFAULT_N = 256             # embedded-dataset training images
+DEFAULT_TAU = 0.75          # important = attribution ≥ τ × the map's maximum
+DEFAULT_STEPS = 32          # IG path points per network
+DEFAULT_RULE = "gausslegendre"
+DEFAULT_REPORT_SEED = 10_000  # held-out embedded images of the part-share report: a seed never trained on
+DEFAULT_REPORT_N = 16
