@@ -11,7 +11,7 @@ from torch import nn
 
 from xai_core.engine import Engine
 from xai_core.errors import ParameterError
-from xai_core.hooks import hook_count
+from xai_core.instrument.capture import hook_count
 from xai_core.methods import explain
 from xai_core.model_handle import LoadedModel
 from xai_core.models import build_random
@@ -35,19 +35,19 @@ def assert_same_up_to_scale(ours, ref, tol=1e-4):
 
 
 @pytest.fixture(scope="module")
-def resnet():
-    return build_random("resnet18", num_classes=10, device="cpu")
+def resnet(resnet_random):
+    return resnet_random
 
 
 @pytest.fixture(scope="module")
-def small():
+def small(embedded_random):
     """The embedded architecture with random weights: conv blocks, GAP + linear head, 64 px."""
-    return build_random("embedded", device="cpu")
+    return embedded_random
 
 
 @pytest.fixture(scope="module")
-def x():
-    return torch.randn(3, SIDE, SIDE, generator=torch.Generator().manual_seed(1))
+def x(image64):
+    return image64
 
 
 # ------------------------------------------------------------------ properties

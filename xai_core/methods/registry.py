@@ -1,19 +1,36 @@
-"""All explanation methods by name. A new method is one module plus one line here."""
+"""All explanation methods by name. A new method is one module plus one line here: the CLI, the
+pages, the README table and the contract tests all read this table.
+
+Every method with a batched input attribution (``Method.attribute``) can also be wrapped by
+the noise tunnel, which is therefore built last, over those methods.
+"""
 from __future__ import annotations
 
-from . import integrated_gradients, saliency
-from . import rise
-from . import occlusion
-from . import backprop_rules, cam, scorecam, smoothgrad
+from . import backprop_rules, cam, integrated_gradients, occlusion, rise, saliency, scorecam, smoothgrad
+from . import ablationcam, eigencam, hirescam, layercam, xgradcam
 from .base import Method
 
-METHODS: dict[str, Method] = {m.name: m for m in [
+_METHODS: list[Method] = [
     saliency.SALIENCY,
     saliency.GRADIENT,
     saliency.GRAD_X_INPUT,
-    smoothgrad.SMOOTHGRAD, backprop_rules.GUIDED_BACKPROP, backprop_rules.DECONVNET,
-    cam.CAM, cam.GRADCAM, cam.GRADCAMPP, cam.GUIDED_GRADCAM, scorecam.SCORECAM, scorecam.FASTER_SCORECAM,
+    backprop_rules.GUIDED_BACKPROP,
+    backprop_rules.DECONVNET,
+    cam.CAM,
+    cam.GRADCAM,
+    cam.GRADCAMPP,
+    cam.GUIDED_GRADCAM,
+    scorecam.SCORECAM,
+    scorecam.FASTER_SCORECAM,
+    xgradcam.XGRADCAM,
+    hirescam.HIRESCAM,
+    layercam.LAYERCAM,
+    eigencam.EIGENCAM,
+    ablationcam.ABLATIONCAM,
     integrated_gradients.IG,
     rise.RISE,
     occlusion.OCCLUSION,
-]}
+]
+
+METHODS: dict[str, Method] = {m.name: m for m in _METHODS}
+METHODS["smoothgrad"] = smoothgrad.noise_tunnel_method({m.name: m for m in _METHODS if m.composable})

@@ -1,0 +1,128 @@
+"""The one pipeline every class activation map goes through.
+
+A CAM reads the activation A (K×h×w) of one convolutional ``layer`` (default: the model's
+``default_layer``, its last feature map) and combines its channels into one map per target.
+What differs between the variants is only how they combine them, so a variant is one small
+function plugged in here (pytorch-grad-cam's ``BaseCAM.get_cam_weights`` / ``get_cam_image``):
+
+- a **channel-weight function** ``weights(A, G) -> T×K`` (Grad-CAM: mean gradient; Grad-CAM++;
+  XGrad-CAM), the map being Σ_k w_tk A_k;
+- an **element-wise map function** ``layer_map(A, G) -> T×h×w`` (HiResCAM, LayerCAM), for
+  variants that weight each position of each channel;
+
+with G = ∂y_t/∂A (T×K×h×w) for each target t. The pipeline runs **one** forward pass for all
+targets, capturing the layer with a thread-filtered hook that is removed in ``finally``
+(``instrument.capture``), asks ``instrument.gradients.target_gradients`` for G (one backward
+per target through the retained graph, ``autograd.grad`` only, wrt the captured activation),
+weights, applies the ReLU where the method has one, and upsamples bilinearly to the input size
+(``align_corners=False``, the half-pixel convention of OpenCV's ``resize`` that pytorch-grad-cam
+uses). Everything stays on the device and is not normalised (normalise for display; pytorch-grad-cam
+min-max normalises every map, so comparisons with it are made after min-max).
+
+A module called several times in one forward pass (the ReLU shared inside a torchvision ResNet
+block) is read at its last call, by every CAM (``instrument.capture``); pytorch-grad-cam's hooks
+read its first call, so on such a layer the two describe different tensors.
+
+Precision: the forward pass that yields A and G runs in the ``cam`` section; gradient-free
+variants that compare scores of perturbed inputs (Score-CAM, Ablation-CAM, CAM's head check)
+run theirs in ``score_difference`` (``xai_core.precision``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..instrument.capture import capture, feature_map_check
+from ..instrument.gradients import target_gradients
+from .base import Method, MethodFn, MethodOutput, Param
+
+if TYPE_CHECKING:
+    from ..engine import Engine, Progress
+    from ..model_handle import LoadedModel
+
+LAYER = Param(str, "", widget="layer", label="Layer",
+              help="convolutional layer (dotted module name); default: the model's last feature map")
+
+ChannelWeights = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(A: K×h×w, G: T×K×h×w) -> T×K channel weights."""
+LayerMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(A: K×h×w, G: T×K×h×w) -> T×h×w map at layer resolution, before the ReLU."""
+
+
+@dataclass
+class LayerReadout:
+    """One forward pass seen at ``layer``, fp32, on the device."""
+    activation: torch.Tensor          # K×h×w
+    logits: torch.Tensor              # number of classes
+    gradients: torch.Tensor | None    # T×K×h×w, ∂y_t/∂A for each target (None when not asked for)
+    calls: int                        # how many times the layer ran (the activation is the last call's)
+
+
+def read_layer(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
+               gradients: bool = True, section: str = "cam") -> LayerReadout:
+    """One forward pass of ``x`` (C×H×W) for all targets, capturing ``layer``; gradients if asked.
+
+    For gradients the input requires grad, so the activation is in the graph even when the
+    model's parameters do not require grad (we never change that flag on a shared model).
+    """
+    xs = x.detach().unsqueeze(0).requires_grad_(gradients)
+    with torch.set_grad_enabled(gradients), capture(model.module, layer, detach=not gradients) as seen:
+        with engine.precision(section):
+            logits = model.module(xs).float()
+        activation = seen.activation()
+        feature_map_check(activation, layer)
+        grads = target_gradients(logits, targets, activation)[:, 0] if gradients else None
+    return LayerReadout(activation=activation[0].detach().float(), logits=logits[0].detach(),
+                        gradients=grads, calls=seen.calls)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """T×h×w -> T×H×W, bilinear (align_corners=False)."""
+    return F.interpolate(maps.unsqueeze(1).float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def weighted_sum(weights: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """T×K weights, K×h×w activation -> T×h×w."""
+    return torch.einsum("tk,khw->thw", weights, activation)
+
+
+def to_input_size(maps: torch.Tensor, x: torch.Tensor, *, relu: bool = True) -> torch.Tensor:
+    """Layer-resolution maps T×h×w -> T×H×W at ``x``'s size, after the ReLU where ``relu``."""
+    return upsample(maps.clamp(min=0) if relu else maps, x.shape[-2:])
+
+
+def gradient_cam_maps(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
+                      weights: ChannelWeights | None = None, layer_map: LayerMap | None = None) -> torch.Tensor:
+    """A gradient CAM at layer resolution before the ReLU, T×h×w: ``weights`` or ``layer_map`` of (A, ∂y_t/∂A)."""
+    readout = read_layer(model, x, targets, layer, engine=engine)
+    assert readout.gradients is not None
+    if layer_map is not None:
+        return layer_map(readout.activation, readout.gradients)
+    assert weights is not None
+    return weighted_sum(weights(readout.activation, readout.gradients), readout.activation)
+
+
+def cam_method(name: str, label: str, fn: MethodFn, *, description: str, reference: str = "",
+               params: dict[str, Param] | None = None, class_agnostic: bool = False) -> Method:
+    """A CAM-family ``Method``: a ``layer`` parameter first, then ``params``."""
+    return Method(name, label, "cam", fn, params={"layer": LAYER, **(params or {})}, uses_layer=True,
+                  class_agnostic=class_agnostic, description=description, reference=reference)
+
+
+def gradient_cam(name: str, label: str, *, weights: ChannelWeights | None = None,
+                 layer_map: LayerMap | None = None, relu: bool = True, description: str,
+                 reference: str = "") -> Method:
+    """A gradient CAM from exactly one of a channel-weight or an element-wise map function."""
+    if (weights is None) == (layer_map is None):
+        raise ValueError(f"CAM '{name}': give exactly one of weights and layer_map.")
+
+    def explain_cam(model: LoadedModel, x: torch.Tensor, targets: list[int], *, engine: Engine,
+                    progress: Progress | None = None, layer: str) -> MethodOutput:
+        maps = gradient_cam_maps(model, x, targets, layer, engine=engine, weights=weights, layer_map=layer_map)
+        return MethodOutput(maps=to_input_size(maps, x, relu=relu), extras={"layer": layer})
+
+    explain_cam.__doc__ = f"{label} of ``x`` for each target at ``layer``: T×H×W, unnormalised."
+    return cam_method(name, label, explain_cam, description=description, reference=reference)
