@@ -18,16 +18,16 @@ from xai_core.model_handle import LoadedModel
 from xai_core.models import build_random, load_model
 
 
-def linear_handle(weight: torch.Tensor, side: int = 8) -> LoadedModel:
-    """A linear classifier on side×side RGB inputs whose logits are weight @ x.flatten()."""
-    classes = weight.shape[0]
-    module = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes, bias=False)).eval()
+@pytest.fixture(scope="session")
+def linear_model() -> tuple[LoadedModel, torch.Tensor]:
+    """A linear classifier on 8×8 RGB inputs, logits = W · flatten(x) + b, and its weights W as 4×3×8×8:
+    its input gradient is W exactly, whatever the input."""
+    weight = torch.randn(4, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))
+    module = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     with torch.no_grad():
         module[1].weight.copy_(weight)
-    return LoadedModel(name="linear", arch="linear", module=module,
-                       categories=[f"class {i}" for i in range(classes)], mean=(0.5,) * 3, std=(0.25,) * 3,
-                       input_size=side, resize_size=side, weights_source="test", default_layer="",
-                       device=torch.device("cpu"))
+    return LoadedModel.from_module(module, input_size=8, num_classes=4, mean=(0.5,) * 3, std=(0.25,) * 3,
+                                   name="linear"), weight.view(4, 3, 8, 8)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from torch import nn
 
 from xai_core.engine import Engine
 from xai_core.errors import ParameterError
-from xai_core.instrument.capture import activation_at, hook_count
+from xai_core.instrument.capture import capture, hook_count
 from xai_core.methods import explain, list_methods
 from xai_core.methods.cam_pipeline import gradient_cam_maps
 from xai_core.methods.eigencam import oriented_principal_projection
@@ -129,8 +129,9 @@ def test_eigencam_differs_from_pytorch_grad_cam_only_by_the_sign_of_the_componen
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
     model = request.getfixturevalue(model_fixture)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        activation = activation_at(model.module, model.default_layer, x)
+    with torch.no_grad(), capture(model.module, model.default_layer, detach=True) as seen:
+        model.module(x)
+    activation = seen.activation()
     ours, share = oriented_principal_projection(activation[0])
     theirs = torch.from_numpy(get_2d_projection(activation.numpy())[0])
     scale = ours.abs().max()
@@ -142,9 +143,9 @@ def test_eigencam_differs_from_pytorch_grad_cam_only_by_the_sign_of_the_componen
 def gap_head(model, x):
     """(activation K×h×w at the default layer, final linear weight, logits): the layer is followed
     by a global average pool and the final linear layer on both test models."""
-    with torch.no_grad():
-        activation = activation_at(model.module, model.default_layer, x[None])[0]
+    with torch.no_grad(), capture(model.module, model.default_layer, detach=True) as seen:
         logits = model.module(x[None])[0]
+    activation = seen.activation()[0]
     fc = model.module.fc
     return activation, fc.weight.detach(), logits
 

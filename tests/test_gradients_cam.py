@@ -51,15 +51,8 @@ def x(image64):
 
 
 # ------------------------------------------------------------------ properties
-def test_smoothgrad_of_a_linear_model_is_its_weights_whatever_the_noise():
-    weight = torch.randn(4, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))
-    module = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
-    with torch.no_grad():
-        module[1].weight.copy_(weight)
-    model = LoadedModel(name="linear", arch="linear", module=module, categories=list("abcd"),
-                        mean=(0.5,) * 3, std=(0.25,) * 3, input_size=8, resize_size=8,
-                        weights_source="test", default_layer="", device=torch.device("cpu"))
-    w = weight.view(4, 3, 8, 8)
+def test_smoothgrad_of_a_linear_model_is_its_weights_whatever_the_noise(linear_model):
+    model, w = linear_model
     x = torch.randn(3, 8, 8)
     params = {"samples": 5, "noise": 0.5}
     for res, c in zip(explain(model, x, "smoothgrad", [0, 2], params), [0, 2]):
@@ -101,11 +94,9 @@ def test_gradcam_on_a_gap_linear_head_is_relu_cam_over_the_map_area(resnet, x):
 def test_cam_refuses_layers_and_models_where_it_is_not_defined(resnet, x):
     with pytest.raises(ParameterError, match="CAM is defined only"):
         explain(resnet, x, "cam", TARGET, {"layer": "layer3"})
-    vgg = LoadedModel(name="vgg_like", arch="vgg_like", module=nn.Sequential(
+    vgg = LoadedModel.from_module(nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-        nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 5)).eval(), categories=list("abcde"),
-        mean=(0.5,) * 3, std=(0.25,) * 3, input_size=16, resize_size=16, weights_source="test",
-        default_layer="1", device=torch.device("cpu"))
+        nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 5)), input_size=16, num_classes=5, default_layer="1")
     with pytest.raises(ParameterError, match="CAM is defined only"):
         explain(vgg, torch.randn(3, 16, 16), "cam", 0)
     with pytest.raises(ParameterError, match="not a feature map"):

@@ -12,9 +12,8 @@ from xai_core.model_handle import LoadedModel
 
 
 def handle(module: nn.Module, classes: int, side: int) -> LoadedModel:
-    return LoadedModel(name="test", arch="test", module=module.eval(), categories=[f"c{i}" for i in range(classes)],
-                       mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3), input_size=side, resize_size=side,
-                       weights_source="test", default_layer="", device=torch.device("cpu"))
+    return LoadedModel.from_module(module, input_size=side, categories=[f"c{i}" for i in range(classes)],
+                                   mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3))
 
 
 def smooth_net() -> nn.Module:

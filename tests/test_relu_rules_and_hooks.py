@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_core.errors import ParameterError
-from xai_core.instrument.capture import activation_at, capture, hook_count
+from xai_core.instrument.capture import capture, hook_count
 from xai_core.methods import explain
 from xai_core.instrument.relu_rules import relu_backward_rule
 from xai_core.model_handle import LoadedModel
@@ -42,9 +42,8 @@ class TwoLayer(nn.Module):
 
 
 def handle(module: nn.Module, side: int = 1) -> LoadedModel:
-    return LoadedModel(name="tiny", arch="tiny", module=module.eval(), categories=["only"],
-                       mean=(0.0,) * 3, std=(1.0,) * 3, input_size=side, resize_size=side,
-                       weights_source="test", default_layer="", device=torch.device("cpu"))
+    return LoadedModel.from_module(module, input_size=side, categories=["only"], mean=(0.0,) * 3, std=(1.0,) * 3,
+                                   default_layer="")
 
 
 RELU_KINDS = ["module_inplace", "functional", "functional_inplace", "torch", "tensor_inplace"]
@@ -112,10 +111,3 @@ def test_capture_ignores_other_threads_and_removes_its_hook():
     assert hook_count(net) == 0
 
 
-def test_activation_at_stops_early_and_cleans_up():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(10, 2))  # Linear would fail
-    x = torch.randn(2, 3, 8, 8)
-    torch.testing.assert_close(activation_at(net, "1", x), net[:2](x))
-    assert hook_count(net) == 0
-    with pytest.raises(ParameterError, match="no layer"):
-        activation_at(net, "nope", x)

@@ -23,10 +23,7 @@ REGION = (slice(4, 12), slice(18, 28))  # rows, columns of the region the scorer
 
 
 def handle(module: nn.Module, classes: int = 2, side: int = SIDE) -> LoadedModel:
-    return LoadedModel(name="test", arch="test", module=module.eval(),
-                       categories=[f"class {i}" for i in range(classes)], mean=(0.5,) * 3, std=(0.25,) * 3,
-                       input_size=side, resize_size=side, weights_source="test", default_layer="",
-                       device=torch.device("cpu"))
+    return LoadedModel.from_module(module, input_size=side, num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
 class RegionScorer(nn.Module):
@@ -173,9 +170,8 @@ _MEMORY_PROBE = textwrap.dedent("""
     from xai_core.model_handle import LoadedModel
     torch.set_num_threads(1)  # memory is the point here; one thread keeps it quick on a busy machine
     module = nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, 5)).eval()
-    model = LoadedModel(name="probe", arch="probe", module=module, categories=list("abcde"),
-                        mean=(0.5,) * 3, std=(0.25,) * 3, input_size=224, resize_size=224,
-                        weights_source="test", default_layer="", device=torch.device("cpu"))
+    model = LoadedModel.from_module(module, input_size=224, categories=list("abcde"), mean=(0.5,) * 3,
+                                    std=(0.25,) * 3)
     x, engine, peaks = torch.randn(3, 224, 224), Engine("cpu", batch_size=32), []
     for n in (500, 8000):
         explain(model, x, "rise", [0, 1], {"masks": n, "cell": 7}, engine=engine)

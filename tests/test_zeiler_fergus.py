@@ -18,10 +18,7 @@ PATCH = (slice(8, 16), slice(20, 28))  # rows, columns of a 32×32 input
 
 
 def handle(module: nn.Module, size: int, classes: int, layer: str) -> LoadedModel:
-    return LoadedModel(name="test", arch="test", module=module.eval(),
-                       categories=[f"class {i}" for i in range(classes)],
-                       mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=size, resize_size=size,
-                       weights_source="test", default_layer=layer, device=torch.device("cpu"))
+    return LoadedModel.from_module(module, input_size=size, num_classes=classes, default_layer=layer)
 
 
 class PatchNet(nn.Module):

@@ -20,6 +20,9 @@ from torch import nn
 from .errors import ParameterError
 from .instrument.capture import get_layer, layers_with_feature_maps
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(eq=False)
 class LoadedModel:
@@ -37,6 +40,30 @@ class LoadedModel:
     interpolation: str = "bilinear"  # resize filter of the weights' own preprocessing
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _feature_map_layers: list[str] | None = field(default=None, init=False, repr=False)  # memo of conv_layers
+
+    @classmethod
+    def from_module(cls, module: nn.Module, *, input_size: int, categories: Sequence[str] | None = None,
+                    num_classes: int | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD, name: str = "custom", default_layer: str | None = None,
+                    device: torch.device | str = "cpu") -> "LoadedModel":
+        """Wrap any image classifier ``module`` (N×3×S×S → N×classes logits) to explain it.
+
+        Class names default to "class 0", "class 1", ...; ``mean``/``std`` to ImageNet's; the CAM
+        layer to the last module that outputs a feature map, global pooling excepted (none for a
+        model without one).
+        """
+        if categories is None:
+            if num_classes is None:
+                raise ParameterError("Give the class names or their number.")
+            categories = [f"class {i}" for i in range(num_classes)]
+        model = cls(name=name, arch=type(module).__name__, module=module.eval().to(device), categories=list(categories),
+                    mean=tuple(mean), std=tuple(std), input_size=input_size, resize_size=input_size,
+                    weights_source="user module", default_layer=default_layer or "", device=torch.device(device))
+        if default_layer is None:  # global pooling outputs a 1×1 "feature map": no use for a CAM
+            layers = [n for n in model.conv_layers()
+                      if not isinstance(model.get_layer(n), (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+            model.default_layer = layers[-1] if layers else ""
+        return model
 
     # ------------------------------------------------------------------ facts
     @property

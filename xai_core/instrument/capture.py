@@ -93,37 +93,6 @@ def capture(module_root: nn.Module, layer_name: str, *, detach: bool = False) ->
         handle.remove()
 
 
-class _ReachedLayer(Exception):
-    """Raised inside a hook to stop a forward pass once the wanted layer has run."""
-
-
-def activation_at(module_root: nn.Module, layer_name: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of ``layer_name`` for input batch ``x``, without running the rest of the model.
-
-    The forward pass is cut at the layer's first call (the rest of the network is skipped),
-    which makes this the cheap way to "split" a model for activations only. Runs in the
-    current grad mode.
-    """
-    layer = get_layer(module_root, layer_name)
-    owner = threading.get_ident()
-    found: list[torch.Tensor] = []
-
-    def hook(_module, _inputs, output):
-        if threading.get_ident() != owner:
-            return
-        found.append(_as_tensor(output))
-        raise _ReachedLayer
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        module_root(x)
-    except _ReachedLayer:
-        return found[0]
-    finally:
-        handle.remove()
-    raise ParameterError(f"Layer '{layer_name}' was not used by the model's forward pass.")
-
-
 def layers_with_feature_maps(module_root: nn.Module, layer_names: list[str], x: torch.Tensor) -> set[str]:
     """Which of ``layer_names`` output a 4-D tensor (a feature map) in one no-grad forward of ``x``."""
     owner = threading.get_ident()
