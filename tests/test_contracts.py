@@ -16,7 +16,7 @@ from torch.overrides import _get_current_function_mode_stack
 from xai_core.engine import Engine
 from xai_core.errors import ParameterError
 from xai_core.instrument.capture import hook_count
-from xai_core.methods import METHODS, explain
+from xai_core.methods import METHODS, explain, explain_batch
 from xai_core.methods.catalogue import markdown_table
 from xai_core.model_handle import LoadedModel
 
@@ -83,6 +83,26 @@ def test_the_engine_batch_size_does_not_change_the_map(embedded, image64, name):
     [one_by_one] = run(embedded, image64, name, TARGETS[:1], engine=Engine("cpu", batch_size=1))
     np.testing.assert_allclose(default.map, one_by_one.map, rtol=1e-4,
                                atol=1e-6 * max(1.0, np.abs(default.map).max()))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_batch_of_images_gives_each_image_its_own_maps(embedded, name):
+    """explain_batch (batched where the method has a batched form) equals explain image by image,
+    each image with its own targets."""
+    xs = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    targets = [[3, 1], [0, 5], [7, 7]]
+    batched = explain_batch(embedded, xs, name, targets, FAST.get(name, {}), engine=Engine("cpu", batch_size=2))
+    for image, row in zip(xs, batched):
+        alone = explain(embedded, image, name, [r.target for r in row], FAST.get(name, {}))
+        for b, a in zip(row, alone):
+            assert b.target == a.target
+            np.testing.assert_allclose(b.map, a.map, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(a.map).max()))
+
+
+def test_batched_forms_exist_for_the_methods_that_average_many_items():
+    assert {m.name for m in METHODS.values() if m.batch_fn is not None} >= {
+        "saliency", "gradient", "grad_x_input", "guided_backprop", "deconvnet", "smoothgrad", "gradcam",
+        "gradcampp", "xgradcam", "hirescam", "layercam", "ig", "rise"}
 
 
 class _Failing(nn.Module):

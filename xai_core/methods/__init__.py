@@ -14,8 +14,8 @@ from ..model_handle import LoadedModel
 from .base import FAMILIES, Method, MethodOutput, Param
 from .registry import METHODS
 
-__all__ = ["Explanation", "FAMILIES", "METHODS", "Method", "MethodOutput", "Param", "explain", "get_method",
-           "list_methods"]
+__all__ = ["Explanation", "FAMILIES", "METHODS", "Method", "MethodOutput", "Param", "explain", "explain_batch",
+           "get_method", "list_methods"]
 
 
 @dataclass
@@ -75,9 +75,7 @@ def explain(model: LoadedModel, x: torch.Tensor | Image.Image, method: str,
     target_ids = model.resolve_targets(list(targets))
     if not target_ids:
         raise ParameterError("At least one target class is needed.")
-    parsed = spec.parse_params(dict(params or {}))
-    if spec.uses_layer and not parsed.get("layer"):
-        parsed["layer"] = model.default_layer
+    parsed = _parsed(spec, model, params)
     engine = engine or Engine(model.device)
     out = spec.fn(model, x, target_ids[:1] if spec.class_agnostic else target_ids, engine=engine,
                   progress=progress, **parsed)
@@ -88,6 +86,54 @@ def explain(model: LoadedModel, x: torch.Tensor | Image.Image, method: str,
                         attribution=None if attributions is None else attributions[row(i)],
                         params=parsed, extras=_per_target(out.extras, row(i)))
             for i, t in enumerate(target_ids)]
+
+
+def explain_batch(model: LoadedModel, xs: torch.Tensor, method: str, targets: Sequence[Sequence[int | str]],
+                  params: Mapping[str, Any] | None = None, *, engine: Engine | None = None,
+                  progress: Progress | None = None) -> list[list[Explanation]]:
+    """Explain a batch of images ``xs`` (B×C×H×W), each for its own targets (``targets[b]``, one
+    list per image, all of the same length): ``result[b][t]``.
+
+    A method that declares a batched function (``Method.batch_fn``) runs all images and items
+    (IG steps, masks, noisy copies) through the engine together; the others run image by image.
+    Either way the maps equal ``explain`` on each image alone.
+    """
+    spec = get_method(method)
+    if not isinstance(xs, torch.Tensor) or xs.dim() != 4:
+        raise ParameterError(f"Expected a batch of images B×C×H×W, got {tuple(getattr(xs, 'shape', ()))}.")
+    if len(targets) != len(xs) or len({len(t) for t in targets}) > 1 or not targets or not targets[0]:
+        raise ParameterError("Give one non-empty list of targets per image, all of the same length.")
+    engine = engine or Engine(model.device)
+    if spec.batch_fn is None:
+        results = []
+        for b, (x, image_targets) in enumerate(zip(xs, targets)):
+            step = None if progress is None else (lambda f, m, b=b: progress((b + f) / len(xs), m))
+            results.append(explain(model, x, method, list(image_targets), params, engine=engine, progress=step))
+        return results
+    ids = torch.tensor([model.resolve_targets(list(t)) for t in targets], device=model.device)
+    parsed = _parsed(spec, model, params)
+    computed = ids[:, :1] if spec.class_agnostic else ids
+    out = spec.batch_fn(model, xs.to(model.device, torch.float32), computed, engine=engine, progress=progress,
+                        **parsed)
+    maps = out.maps.detach().float().cpu().numpy()                       # B×T×H×W
+    attributions = None if out.attributions is None else out.attributions.detach().float().cpu().numpy()
+    column = (lambda t: 0) if spec.class_agnostic else (lambda t: t)
+    return [[Explanation(method=spec.name, target=int(ids[b, t]), map=maps[b, column(t)],
+                         attribution=None if attributions is None else attributions[b, column(t)],
+                         params=parsed, extras=_per_target(_per_image(out.extras, b), column(t)))
+             for t in range(ids.shape[1])] for b in range(len(xs))]
+
+
+def _parsed(spec: Method, model: LoadedModel, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    parsed = spec.parse_params(dict(params or {}))
+    if spec.uses_layer and not parsed.get("layer"):
+        parsed["layer"] = model.default_layer
+    return parsed
+
+
+def _per_image(extras: dict[str, Any], b: int) -> dict[str, Any]:
+    """Batched extras: ``per_target_*`` entries are B×T, split to image ``b``'s T entries."""
+    return {k: v[b] if k.startswith("per_target_") else v for k, v in extras.items()}
 
 
 def _per_target(extras: dict[str, Any], i: int) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 
 from ..errors import ParameterError
-from ..instrument.gradients import input_gradients
+from ..instrument.gradients import Targets, input_gradients
 from ..instrument.relu_rules import relu_backward_rule
 from .base import attribution_method, max_abs_over_channels
 
 
-def rule_gradients(model, xs: torch.Tensor, targets: list[int], rule: str, *, engine) -> tuple[torch.Tensor, int]:
+def rule_gradients(model, xs: torch.Tensor, targets: Targets, rule: str, *, engine) -> tuple[torch.Tensor, int]:
     """∂y_t/∂x under the ReLU ``rule`` for each target and image of ``xs`` (B×C×H×W):
     (T×B×C×H×W fp32, number of ReLUs rerouted)."""
     with engine.precision("gradients"), relu_backward_rule(rule) as mode:
@@ -28,12 +28,12 @@ def rule_gradients(model, xs: torch.Tensor, targets: list[int], rule: str, *, en
     return grads, mode.relu_calls
 
 
-def guided_attribution(model, xs, targets, *, engine):
+def guided_attribution(model, xs: torch.Tensor, targets: Targets, *, engine) -> torch.Tensor:
     """Guided Backprop attribution, T×B×C×H×W."""
     return rule_gradients(model, xs, targets, "guided", engine=engine)[0]
 
 
-def deconvnet_attribution(model, xs, targets, *, engine):
+def deconvnet_attribution(model, xs: torch.Tensor, targets: Targets, *, engine) -> torch.Tensor:
     """DeconvNet attribution, T×B×C×H×W."""
     return rule_gradients(model, xs, targets, "deconvnet", engine=engine)[0]
 

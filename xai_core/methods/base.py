@@ -114,6 +114,13 @@ class MethodFn(Protocol):
                  progress: Progress | None = None, **params: Any) -> MethodOutput: ...
 
 
+class BatchFn(Protocol):
+    """A batch of images B×C×H×W, each with its own targets (B×T class indices, on the device):
+    maps B×T×H×W, attributions B×T×C×H×W, ``per_target_*`` extras B×T."""
+    def __call__(self, model: LoadedModel, xs: torch.Tensor, targets: torch.Tensor, *, engine: Engine,
+                 progress: Progress | None = None, **params: Any) -> MethodOutput: ...
+
+
 class Attribute(Protocol):
     def __call__(self, model: LoadedModel, xs: torch.Tensor, targets: list[int], *, engine: Engine,
                  **params: Any) -> torch.Tensor: ...
@@ -133,6 +140,7 @@ class Method:
     ``bases``: for a composing method (the noise tunnel), the methods it can wrap; its ``base``
     parameter names one, and ``base.NAME`` parameters go to that method.
     ``reference``: the implementation it is tested against, for the README table.
+    ``batch_fn``: its batched form over images (``explain_batch``), where it has one.
     """
     name: str
     label: str
@@ -146,6 +154,7 @@ class Method:
     attribute: Attribute | None = None
     to_map: Callable[[torch.Tensor], torch.Tensor] | None = None
     bases: Mapping[str, "Method"] | None = None
+    batch_fn: BatchFn | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -193,9 +202,21 @@ def sum_over_channels(attributions: torch.Tensor) -> torch.Tensor:
 
 def attribution_method(name: str, label: str, family: str, attribute: Attribute,
                        to_map: Callable[[torch.Tensor], torch.Tensor], **facts: Any) -> Method:
-    """A method whose map is ``to_map`` of its input attribution on the single image."""
-    def explain_one(model, x, targets, *, engine, progress=None, **params):
-        attributions = attribute(model, x.unsqueeze(0), targets, engine=engine, **params)[:, 0]
+    """A method whose map is ``to_map`` of its input attribution; batched over images through the
+    engine (each image with its own targets), the single image being a batch of one."""
+    def explain_many(model, xs, targets, *, engine, progress=None, **params):
+        def batch(start: int, stop: int) -> torch.Tensor:
+            return attribute(model, xs[start:stop], targets[start:stop], engine=engine, **params).transpose(0, 1)
+
+        attributions = engine.map_cat(batch, len(xs), section="gradients",
+                                      key=f"{name}:images:{model.name}:{tuple(xs.shape[1:])}",
+                                      progress=progress, message=f"{label}: images")      # B×T×C×H×W
         return MethodOutput(maps=to_map(attributions), attributions=attributions)
 
-    return Method(name, label, family, explain_one, attribute=attribute, to_map=to_map, **facts)
+    def explain_one(model, x, targets, *, engine, progress=None, **params):
+        rows = torch.as_tensor([list(targets)], device=x.device)
+        out = explain_many(model, x.unsqueeze(0), rows, engine=engine, progress=progress, **params)
+        return MethodOutput(maps=out.maps[0], attributions=out.attributions[0])
+
+    return Method(name, label, family, explain_one, attribute=attribute, to_map=to_map, batch_fn=explain_many,
+                  **facts)

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..instrument.capture import capture, feature_map_check
-from ..instrument.gradients import target_gradients
-from .base import Method, MethodFn, MethodOutput, Param
+from ..instrument.gradients import Targets, target_gradients
+from .base import BatchFn, Method, MethodFn, MethodOutput, Param
 
 if TYPE_CHECKING:
     from ..engine import Engine, Progress
@@ -61,22 +61,34 @@ class LayerReadout:
     calls: int                        # how many times the layer ran (the activation is the last call's)
 
 
-def read_layer(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
-               gradients: bool = True, section: str = "cam") -> LayerReadout:
-    """One forward pass of ``x`` (C×H×W) for all targets, capturing ``layer``; gradients if asked.
+def read_layer_batch(model: LoadedModel, xs: torch.Tensor, targets: Targets, layer: str, *, engine: Engine,
+                     gradients: bool = True, section: str = "cam") -> LayerReadout:
+    """One forward pass of the batch ``xs`` (B×C×H×W) for all targets, capturing ``layer``: a
+    ``LayerReadout`` whose tensors have a leading image dimension (activation B×K×h×w, logits
+    B×classes, gradients T×B×K×h×w). ``targets`` as in ``instrument.gradients``.
 
     For gradients the input requires grad, so the activation is in the graph even when the
     model's parameters do not require grad (we never change that flag on a shared model).
     """
-    xs = x.detach().unsqueeze(0).requires_grad_(gradients)
+    xs = xs.detach().clone().requires_grad_(gradients)
     with torch.set_grad_enabled(gradients), capture(model.module, layer, detach=not gradients) as seen:
         with engine.precision(section):
             logits = model.module(xs).float()
         activation = seen.activation()
         feature_map_check(activation, layer)
-        grads = target_gradients(logits, targets, activation)[:, 0] if gradients else None
-    return LayerReadout(activation=activation[0].detach().float(), logits=logits[0].detach(),
-                        gradients=grads, calls=seen.calls)
+        grads = target_gradients(logits, targets, activation) if gradients else None
+    return LayerReadout(activation=activation.detach().float(), logits=logits.detach(), gradients=grads,
+                        calls=seen.calls)
+
+
+def read_layer(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
+               gradients: bool = True, section: str = "cam") -> LayerReadout:
+    """``read_layer_batch`` of the single image ``x`` (C×H×W): activation K×h×w, gradients T×K×h×w."""
+    readout = read_layer_batch(model, x.unsqueeze(0), targets, layer, engine=engine, gradients=gradients,
+                               section=section)
+    return LayerReadout(activation=readout.activation[0], logits=readout.logits[0],
+                        gradients=None if readout.gradients is None else readout.gradients[:, 0],
+                        calls=readout.calls)
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -94,22 +106,29 @@ def to_input_size(maps: torch.Tensor, x: torch.Tensor, *, relu: bool = True) -> 
     return upsample(maps.clamp(min=0) if relu else maps, x.shape[-2:])
 
 
+def combine(activation: torch.Tensor, gradients: torch.Tensor, weights: ChannelWeights | None,
+            layer_map: LayerMap | None) -> torch.Tensor:
+    """One image's CAM at layer resolution before the ReLU, T×h×w, from A (K×h×w) and G (T×K×h×w)."""
+    if layer_map is not None:
+        return layer_map(activation, gradients)
+    assert weights is not None
+    return weighted_sum(weights(activation, gradients), activation)
+
+
 def gradient_cam_maps(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
                       weights: ChannelWeights | None = None, layer_map: LayerMap | None = None) -> torch.Tensor:
     """A gradient CAM at layer resolution before the ReLU, T×h×w: ``weights`` or ``layer_map`` of (A, ∂y_t/∂A)."""
     readout = read_layer(model, x, targets, layer, engine=engine)
     assert readout.gradients is not None
-    if layer_map is not None:
-        return layer_map(readout.activation, readout.gradients)
-    assert weights is not None
-    return weighted_sum(weights(readout.activation, readout.gradients), readout.activation)
+    return combine(readout.activation, readout.gradients, weights, layer_map)
 
 
 def cam_method(name: str, label: str, fn: MethodFn, *, description: str, reference: str = "",
-               params: dict[str, Param] | None = None, class_agnostic: bool = False) -> Method:
+               params: dict[str, Param] | None = None, class_agnostic: bool = False,
+               batch_fn: BatchFn | None = None) -> Method:
     """A CAM-family ``Method``: a ``layer`` parameter first, then ``params``."""
     return Method(name, label, "cam", fn, params={"layer": LAYER, **(params or {})}, uses_layer=True,
-                  class_agnostic=class_agnostic, description=description, reference=reference)
+                  class_agnostic=class_agnostic, description=description, reference=reference, batch_fn=batch_fn)
 
 
 def gradient_cam(name: str, label: str, *, weights: ChannelWeights | None = None,
@@ -124,5 +143,20 @@ def gradient_cam(name: str, label: str, *, weights: ChannelWeights | None = None
         maps = gradient_cam_maps(model, x, targets, layer, engine=engine, weights=weights, layer_map=layer_map)
         return MethodOutput(maps=to_input_size(maps, x, relu=relu), extras={"layer": layer})
 
+    def explain_cam_batch(model: LoadedModel, xs: torch.Tensor, targets: torch.Tensor, *, engine: Engine,
+                          progress: Progress | None = None, layer: str) -> MethodOutput:
+        def batch(start: int, stop: int) -> torch.Tensor:
+            readout = read_layer_batch(model, xs[start:stop], targets[start:stop], layer, engine=engine)
+            assert readout.gradients is not None
+            maps = torch.stack([combine(a, readout.gradients[:, i], weights, layer_map)
+                                for i, a in enumerate(readout.activation)])               # b×T×h×w
+            return to_input_size(maps.flatten(0, 1), xs, relu=relu).view(*maps.shape[:2], *xs.shape[-2:])
+
+        maps = engine.map_cat(batch, len(xs), section="cam", key=f"{name}:images:{model.name}:{tuple(xs.shape[1:])}",
+                              progress=progress, message=f"{label}: images")
+        return MethodOutput(maps=maps, extras={"layer": layer})
+
     explain_cam.__doc__ = f"{label} of ``x`` for each target at ``layer``: T×H×W, unnormalised."
-    return cam_method(name, label, explain_cam, description=description, reference=reference)
+    explain_cam_batch.__doc__ = f"{label} of every image of ``xs`` for its own targets: B×T×H×W."
+    return cam_method(name, label, explain_cam, description=description, reference=reference,
+                      batch_fn=explain_cam_batch)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..engine import Engine, Progress
 from ..errors import ParameterError
-from ..instrument.gradients import target_gradients
+from ..instrument.gradients import Targets, pick_scores, target_gradients
 from ..replacements import HELP as REPLACEMENT_HELP
 from ..replacements import REPLACEMENTS, replacement_image
 from .base import Method, MethodOutput, Param, sum_over_channels
@@ -68,11 +68,12 @@ class IGResult:
         return (self.attributions.flatten(-3).sum(-1) - (self.f_input - self.f_baseline)).abs()
 
 
-def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: list[int], *,
+def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: Targets, *,
                   steps: int, rule: str, engine: Engine, progress: Progress | None = None,
                   message: str = "Integrated Gradients") -> IGResult:
     """IG of ``module``'s outputs ``targets`` for each image of ``xs`` (B×C×H×W), averaged over that
-    image's ``baselines`` (B×D×C×H×W); attributions T×B×C×H×W.
+    image's ``baselines`` (B×D×C×H×W); attributions T×B×C×H×W. ``targets`` are the same classes
+    for every image (a list) or each image's own (a B×T tensor).
 
     The B·D·steps path points are the engine's items: one forward pass per batch serves every
     target, then one backward pass per target through the retained graph (``autograd.grad`` only).
@@ -82,6 +83,8 @@ def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, 
     xs = xs.detach().float()
     baselines = baselines.detach().float()
     n_images, n_base = baselines.shape[:2]
+    rows = targets.to(xs.device) if isinstance(targets, torch.Tensor) else \
+        torch.as_tensor(list(targets), device=xs.device).expand(n_images, -1)   # B×T
     positions, weights = quadrature(rule, steps)
     positions = positions.to(xs.device, torch.float32)
     weights = weights.to(xs.device, torch.float32)
@@ -94,20 +97,20 @@ def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, 
         beta = positions[step].view(-1, 1, 1, 1)
         with torch.enable_grad():
             points = (flat_base[pair] + beta * flat_delta[pair]).requires_grad_(True)
-            grads = target_gradients(module(points).float(), targets, points)      # T×batch×C×H×W
+            grads = target_gradients(module(points).float(), rows[pair // n_base], points)  # T×batch×C×H×W
         weighted = grads * (weights[step].view(-1, 1, 1, 1) * flat_delta[pair])
         image = pair // n_base
-        out = torch.zeros(len(targets), n_images, *xs.shape[1:], device=xs.device)
+        out = torch.zeros(rows.shape[1], n_images, *xs.shape[1:], device=xs.device)
         return out.index_add_(1, image, weighted)
 
     item_bytes = 4 * xs[0].numel() * 64  # activations kept for the backward dominate; a rough guess for CUDA
     total = engine.map_sum(batch, n_images * n_base * steps, section="path_integral",
                            key=f"ig:{type(module).__name__}:{tuple(xs.shape[1:])}", item_bytes=item_bytes,
                            progress=progress, message=message)
-    index = torch.as_tensor(targets, device=xs.device)
     with torch.no_grad(), engine.precision("path_integral"):
-        ends = module(torch.cat([xs, flat_base])).float()[:, index].T        # T×(B + B·D)
-    f_baseline = ends[:, n_images:].reshape(len(targets), n_images, n_base).mean(-1)
+        scores = module(torch.cat([xs, flat_base])).float()
+    ends = pick_scores(scores, torch.cat([rows, rows.repeat_interleave(n_base, 0)])).T      # T×(B + B·D)
+    f_baseline = ends[:, n_images:].reshape(rows.shape[1], n_images, n_base).mean(-1)
     return IGResult(attributions=total / n_base, f_input=ends[:, :n_images], f_baseline=f_baseline)
 
 
@@ -148,7 +151,7 @@ def _ig_result(model, xs, targets, *, engine, progress=None, steps, baseline, ru
                          progress=progress)
 
 
-def ig_attribution(model, xs: torch.Tensor, targets: list[int], *, engine: Engine, steps: int, baseline: str,
+def ig_attribution(model, xs: torch.Tensor, targets: Targets, *, engine: Engine, steps: int, baseline: str,
                    rule: str, noise_draws: int, seed: int, constant: float, reduce: str = "sum") -> torch.Tensor:
     """IG attributions T×B×C×H×W for a batch of images (the noise tunnel's view of ``ig``).
 
@@ -158,15 +161,24 @@ def ig_attribution(model, xs: torch.Tensor, targets: list[int], *, engine: Engin
                       noise_draws=noise_draws, seed=seed, constant=constant).attributions
 
 
-def _ig(model, x, targets, *, engine, progress=None, reduce, **params):
-    result = _ig_result(model, x.unsqueeze(0), targets, engine=engine, progress=progress, **params)
-    attributions = result.attributions[:, 0]
+def _ig_batch(model, xs, targets, *, engine, progress=None, reduce, **params):
+    """IG of every image of ``xs`` for its own targets (B×T): all path points of all images in
+    engine batches together."""
+    result = _ig_result(model, xs, targets, engine=engine, progress=progress, **params)
+    attributions = result.attributions.transpose(0, 1)                       # B×T×C×H×W
     return MethodOutput(maps=reduce_channels(attributions, reduce), attributions=attributions,
-                        extras={"per_target_completeness_gap": result.completeness_gap[:, 0],
-                                "per_target_f_input": result.f_input[:, 0],
-                                "per_target_f_baseline": result.f_baseline[:, 0],
+                        extras={"per_target_completeness_gap": result.completeness_gap.T,
+                                "per_target_f_input": result.f_input.T,
+                                "per_target_f_baseline": result.f_baseline.T,
                                 "path_points": params["steps"] * (params["noise_draws"]
                                                                   if params["baseline"] == "noise" else 1)})
+
+
+def _ig(model, x, targets, *, engine, progress=None, **params):
+    out = _ig_batch(model, x.unsqueeze(0), torch.as_tensor([list(targets)], device=x.device), engine=engine,
+                    progress=progress, **params)
+    return MethodOutput(maps=out.maps[0], attributions=out.attributions[0],
+                        extras={k: v[0] if k.startswith("per_target_") else v for k, v in out.extras.items()})
 
 
 IG = Method(
@@ -180,7 +192,7 @@ IG = Method(
         "noise_draws": Param(int, 4, 1, 64, help="noise baselines averaged (baseline = noise only)"),
         "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the noise baselines"),
     },
-    attribute=ig_attribution, to_map=sum_over_channels,
+    attribute=ig_attribution, to_map=sum_over_channels, batch_fn=_ig_batch,
     reference="Captum IntegratedGradients",
     description="Path integral of the gradient from a baseline to the image (Sundararajan et al. 2017); "
                 "Σ attributions = F(x) − F(baseline) up to the quadrature error (the completeness gap).")

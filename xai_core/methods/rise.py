@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from ..engine import Engine, Progress
 from ..errors import ParameterError
+from ..instrument.gradients import pick_scores
 from ..replacements import DEFAULT_CONSTANT, REPLACEMENTS, replacement_image
 from ..replacements import HELP as REPLACEMENT_HELP
 from .base import Method, MethodOutput, Param
@@ -155,30 +156,40 @@ def sample_masks(*, shape: str, cell: int, p: float, seed: int, n: int, size: tu
 
 
 class _Scorer:
-    """Sums f_t(I ⊙ M_i + F ⊙ (1 − M_i)) · M_i over a slice of masks, for every target t."""
+    """Sums f_t(I ⊙ M_i + F ⊙ (1 − M_i)) · M_i for each image I of a batch and each of its targets t.
 
-    def __init__(self, model, x, targets, spec: MaskSpec, fill: str, constant: float, seed: int):
-        self.model, self.spec = model, spec
-        self.fill = replacement_image(model, x, fill, value=constant, seed=seed)
-        self.delta = x - self.fill
-        self.targets = torch.as_tensor(targets, device=x.device)
+    The items are (mask, image) pairs, mask-major (item k = mask k // B of image k % B): every
+    image shares the same masks, an engine batch holds whole or partial rows of images, and a
+    batch of one image is the single-image case exactly.
+    """
+
+    def __init__(self, model, xs: torch.Tensor, rows: torch.Tensor, spec: MaskSpec, fill: str, constant: float,
+                 seed: int):
+        self.model, self.spec, self.rows = model, spec, rows
+        self.fill = torch.stack([replacement_image(model, x, fill, value=constant, seed=seed) for x in xs])
+        self.delta = xs - self.fill
 
     @torch.no_grad()
     def __call__(self, engine: Engine, start: int, stop: int) -> torch.Tensor:
-        masks = self.spec.masks(start, stop, self.delta.device)
-        inputs = self.fill + self.delta * masks.unsqueeze(1)
-        probs = self.model.module(inputs).float().softmax(-1)[:, self.targets]
+        n_images = len(self.delta)
+        item = torch.arange(start, stop, device=self.delta.device)
+        first = start // n_images
+        masks = self.spec.masks(first, (stop - 1) // n_images + 1, self.delta.device)
+        mask, image = masks[item // n_images - first], item % n_images
+        inputs = self.fill[image] + self.delta[image] * mask.unsqueeze(1)
+        probs = pick_scores(self.model.module(inputs).float().softmax(-1), self.rows[image])       # k×T
         with engine.precision("accumulation"):  # the weighted sum of thousands of masks
-            return torch.einsum("bt,bhw->thw", probs, masks)
+            out = torch.zeros(n_images, probs.shape[1], *mask.shape[1:], device=mask.device)
+            return out.index_add_(0, image, probs[:, :, None, None] * mask[:, None])              # B×T×H×W
 
 
-def _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed):
+def _prepare(model, xs, rows, masks, cell, p, shape, fill, constant, seed):
     if masks < 1:
         raise ParameterError(f"RISE needs at least one mask; got {masks}.")
-    spec = MaskSpec(shape, cell, p, seed, x.shape[-2], x.shape[-1])
-    key = f"rise:{model.name}:{x.shape[-2]}x{x.shape[-1]}"
-    item_bytes = 64 * x.numel() * 4  # masked input plus a generous allowance for activations
-    return _Scorer(model, x, targets, spec, fill, constant, seed), key, item_bytes
+    spec = MaskSpec(shape, cell, p, seed, xs.shape[-2], xs.shape[-1])
+    key = f"rise:{model.name}:{xs.shape[-2]}x{xs.shape[-1]}"
+    item_bytes = 64 * xs[0].numel() * 4  # masked input plus a generous allowance for activations
+    return _Scorer(model, xs, rows, spec, fill, constant, seed), key, item_bytes
 
 
 def saliency_from_sums(sums: torch.Tensor | np.ndarray, n: int, p: float):
@@ -206,12 +217,13 @@ def rise_progressive(model, x: torch.Tensor, targets: Sequence[int], *, masks: i
     """
     if (start > 0) != (initial is not None):
         raise ParameterError("Resuming RISE needs both the number of masks done and their sums.")
-    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed)
+    rows = torch.as_tensor([list(targets)], device=x.device)
+    scorer, key, item_bytes = _prepare(model, x.unsqueeze(0), rows, masks, cell, p, shape, fill, constant, seed)
     total = initial.to(x.device).clone() if initial is not None else None
     for lo in range(start, masks, step):
         hi = min(masks, lo + step)
         part = engine.map_sum(lambda a, b: scorer(engine, lo + a, lo + b), hi - lo, section="masked_forward", key=key,
-                              item_bytes=item_bytes)
+                              item_bytes=item_bytes)[0]
         total = part if total is None else total + part
         if progress is not None:
             progress(hi / masks, f"RISE: {hi} / {masks} masks")
@@ -234,15 +246,22 @@ def convergence_curve(cumulative_sums: Sequence[np.ndarray], counts: Sequence[in
     return np.stack([np.sqrt(((centred(k) - final) ** 2).sum(axis=(1, 2))) / norm for k in range(len(counts))])
 
 
-def _rise(model, x, targets, *, engine, progress=None, masks, cell, p, shape, fill, constant, seed):
-    scorer, key, item_bytes = _prepare(model, x, targets, masks, cell, p, shape, fill, constant, seed)
-    sums = engine.map_sum(lambda a, b: scorer(engine, a, b), masks, section="masked_forward", key=key, item_bytes=item_bytes,
-                          progress=progress, message="RISE: masked forward passes")
+def _rise_batch(model, xs, targets, *, engine, progress=None, masks, cell, p, shape, fill, constant, seed):
+    """RISE of every image of ``xs`` for its own targets (B×T), all images sharing one mask set."""
+    scorer, key, item_bytes = _prepare(model, xs, targets, masks, cell, p, shape, fill, constant, seed)
+    sums = engine.map_sum(lambda a, b: scorer(engine, a, b), masks * len(xs), section="masked_forward", key=key,
+                          item_bytes=item_bytes, progress=progress, message="RISE: masked forward passes")
     return MethodOutput(maps=saliency_from_sums(sums, masks, p))
 
 
+def _rise(model, x, targets, *, engine, progress=None, **params):
+    rows = torch.as_tensor([list(targets)], device=x.device)
+    return MethodOutput(maps=_rise_batch(model, x.unsqueeze(0), rows, engine=engine, progress=progress,
+                                         **params).maps[0])
+
+
 RISE = Method(
-    "rise", "RISE (random masks)", "perturbation", _rise,
+    "rise", "RISE (random masks)", "perturbation", _rise, batch_fn=_rise_batch,
     params={
         "masks": Param(int, 1000, SEED_CHUNK, 8000, step=SEED_CHUNK, help="number of random masks N"),
         "cell": Param(int, 7, 2, 32, help="grid cells per image side s (the paper uses 7)"),

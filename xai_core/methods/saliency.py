@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import torch
 
-from ..instrument.gradients import input_gradients
+from ..instrument.gradients import Targets, input_gradients
 from .base import attribution_method, max_abs_over_channels, sum_over_channels
 
 
-def gradient_attribution(model, xs: torch.Tensor, targets: list[int], *, engine) -> torch.Tensor:
+def gradient_attribution(model, xs: torch.Tensor, targets: Targets, *, engine) -> torch.Tensor:
     """∂y_t/∂x for every image of ``xs`` (B×C×H×W) and target: T×B×C×H×W."""
     with engine.precision("gradients"):
         return input_gradients(model.module, xs, targets)
 
 
-def gradient_times_input(model, xs: torch.Tensor, targets: list[int], *, engine) -> torch.Tensor:
+def gradient_times_input(model, xs: torch.Tensor, targets: Targets, *, engine) -> torch.Tensor:
     """∂y_t/∂x ⊙ x: T×B×C×H×W."""
     return gradient_attribution(model, xs, targets, engine=engine) * xs.unsqueeze(0)
 

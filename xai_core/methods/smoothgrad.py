@@ -3,7 +3,7 @@ tunnel over any gradient method (Captum's ``NoiseTunnel``).
 
 ``samples`` noisy copies x + ε, ε ~ N(0, σ²) with σ = ``noise`` · (max(x) − min(x)), go through
 the ``base`` method's batched attribution in engine batches (one forward pass per batch serves
-every target). The noise is drawn once, up front, from a generator seeded with ``seed``:
+every target; for a batch of images, every image × copy is one item). The noise is drawn once, up front, from a generator seeded with ``seed``:
 results do not depend on the batch size the engine picks (nor on an out-of-memory retry), and
 they equal Captum's ``NoiseTunnel(base)`` draws for ``torch.manual_seed(seed)`` on the CPU.
 
@@ -31,45 +31,59 @@ VARIANTS = ("mean", "squared", "vargrad")
 DEFAULT_BASE = "saliency"
 
 
-def noise_draws(x: torch.Tensor, samples: int, noise: float, seed: int) -> torch.Tensor:
-    """samples×C×H×W Gaussian noise with σ = noise · (max(x) − min(x)), on x's device."""
+def unit_noise(x: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+    """samples×C×H×W standard Gaussian draws for images shaped like ``x``, on its device."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    sigma = noise * (x.max() - x.min())
-    return torch.randn((samples, *x.shape), generator=generator, device=x.device) * sigma
+    return torch.randn((samples, *x.shape[-3:]), generator=generator, device=x.device)
 
 
 def _tunnel(bases: Mapping[str, Method]):
-    def noise_tunnel(model, x, targets, *, engine, progress=None, samples, noise, variant, seed, base,
-                     base_params: dict[str, Any]):
+    def noise_tunnel_batch(model, xs, targets, *, engine, progress=None, samples, noise, variant, seed, base,
+                           base_params: dict[str, Any]):
+        """Every image × noisy copy is one engine item (image-major); the same draws, scaled by each
+        image's own range, serve every image, so each image gets exactly its single-image result."""
         spec = bases[base]
-        eps = noise_draws(x, samples, noise, seed)
-        channels = x.shape[0]
+        eps = unit_noise(xs, samples, seed)
+        sigma = noise * (xs.flatten(1).amax(1) - xs.flatten(1).amin(1))          # B
+        n_images, channels = len(xs), xs.shape[1]
 
         def batch(start: int, stop: int) -> torch.Tensor:
-            """Per target, summed over the batch: [g, g², s, s²] stacked along channels."""
-            grads = spec.attribute(model, x.unsqueeze(0) + eps[start:stop], targets, engine=engine,
-                                   **base_params).float()                  # T×B×C×H×W
-            maps = spec.to_map(grads).unsqueeze(2)                          # T×B×1×H×W
-            return torch.cat([grads, grads * grads, maps, maps * maps], dim=2).sum(dim=1)
+            """Per image and target, summed over its copies: [g, g², s, s²] stacked along channels."""
+            item = torch.arange(start, stop, device=xs.device)
+            image, draw = item // samples, item % samples
+            noisy = xs[image] + eps[draw] * sigma[image].view(-1, 1, 1, 1)
+            grads = spec.attribute(model, noisy, targets[image], engine=engine, **base_params).float()  # T×k×C×H×W
+            maps = spec.to_map(grads).unsqueeze(2)                               # T×k×1×H×W
+            stacked = torch.cat([grads, grads * grads, maps, maps * maps], dim=2)
+            out = torch.zeros(n_images, *stacked.shape[0:1], *stacked.shape[2:], device=xs.device)
+            return out.index_add_(0, image, stacked.transpose(0, 1))             # B×T×(2C+2)×H×W
 
-        totals = engine.map_sum(batch, samples, section="gradients",
-                                key=f"smoothgrad:{base}:{model.name}:{tuple(x.shape)}",
+        totals = engine.map_sum(batch, n_images * samples, section="gradients",
+                                key=f"smoothgrad:{base}:{model.name}:{tuple(xs.shape[1:])}",
                                 progress=progress, message=f"SmoothGrad over {spec.label}: noisy copies") / samples
-        g_mean, g_sq = totals[:, :channels], totals[:, channels:2 * channels]
-        s_mean, s_sq = totals[:, 2 * channels], totals[:, 2 * channels + 1]
+        g_mean, g_sq = totals[:, :, :channels], totals[:, :, channels:2 * channels]
+        s_mean, s_sq = totals[:, :, 2 * channels], totals[:, :, 2 * channels + 1]
+        extras = {"base": base}
         if variant == "mean":
-            return MethodOutput(maps=s_mean, attributions=g_mean, extras={"base": base})
+            return MethodOutput(maps=s_mean, attributions=g_mean, extras=extras)
         if variant == "squared":
-            return MethodOutput(maps=s_sq, attributions=g_sq, extras={"base": base})
+            return MethodOutput(maps=s_sq, attributions=g_sq, extras=extras)
         return MethodOutput(maps=(s_sq - s_mean ** 2).clamp(min=0), attributions=(g_sq - g_mean ** 2).clamp(min=0),
-                            extras={"base": base})
-    return noise_tunnel
+                            extras=extras)
+
+    def noise_tunnel(model, x, targets, *, engine, progress=None, **params):
+        out = noise_tunnel_batch(model, x.unsqueeze(0), torch.as_tensor([list(targets)], device=x.device),
+                                 engine=engine, progress=progress, **params)
+        return MethodOutput(maps=out.maps[0], attributions=out.attributions[0], extras=out.extras)
+
+    return noise_tunnel, noise_tunnel_batch
 
 
 def noise_tunnel_method(bases: Mapping[str, Method]) -> Method:
     """The ``smoothgrad`` method over the composable ``bases`` (every method with a batched attribution)."""
+    single, batched = _tunnel(bases)
     return Method(
-        "smoothgrad", "SmoothGrad", "gradient", _tunnel(bases),
+        "smoothgrad", "SmoothGrad", "gradient", single, batch_fn=batched,
         params={
             "base": Param(str, DEFAULT_BASE, choices=tuple(bases), label="over",
                           help="the gradient method averaged over noisy copies (its parameters: base.NAME)"),
