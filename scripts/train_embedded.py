@@ -1,4 +1,4 @@
-"""Train the embedded model on the procedural dataset and ship ``assets/embedded.pt``.
+"""Train the embedded model on the procedural dataset and ship ``xai_core/assets/embedded.pt``.
 
     python scripts/train_embedded.py --threads 1   # how the shipped checkpoint was made
 
@@ -8,7 +8,7 @@ default of 2. About 230 CPU-seconds in all; the wall time is in the metrics file
 
 Seeded end to end: the training images come from ``TRAIN_SEED``, the held-out metrics from
 ``HELD_OUT_SEED`` (never used for training; the tests use yet another seed). Writes the
-checkpoint and ``assets/embedded_metrics.json`` (held-out accuracy, per-class accuracy,
+checkpoint and ``xai_core/assets/embedded_metrics.json`` (held-out accuracy, per-class accuracy,
 training seconds, checkpoint bytes, torch version, command).
 """
 from __future__ import annotations

@@ -43,11 +43,14 @@ def reference_class(method: str):
 
 
 def pgc_maps(method: str, model, layer: str, x: torch.Tensor, targets: list[int]) -> list[np.ndarray]:
-    """pytorch-grad-cam's min-max normalised maps, one call (batch of one) per target."""
+    """pytorch-grad-cam's min-max normalised maps, one call (batch of one) per target.
+
+    It runs on a private copy: its ``.backward()`` would leave gradients on the shared test model."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     maps = []
+    net = copy.deepcopy(model.module)
     for target in targets:
-        with reference_class(method)(model.module, [model.module.get_submodule(layer)]) as cam:
+        with reference_class(method)(net, [net.get_submodule(layer)]) as cam:
             maps.append(cam(x[None].clone(), [ClassifierOutputTarget(target)])[0])
     return maps
 

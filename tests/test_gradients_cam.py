@@ -1,5 +1,6 @@
 """Gradient and CAM methods: closed-form properties, parity with Captum and pytorch-grad-cam,
 threads sharing one model, hooks cleaned up, and every method through the CLI."""
+import copy
 import json
 import threading
 import warnings
@@ -137,9 +138,10 @@ def test_scorecam_cic_weighting_matches_a_direct_computation(small, x):
 
 # ---------------------------------------------------------------------- parity
 def test_parity_with_captum(resnet, x):
+    # The references run on private copies: their hooks and ``.backward()`` must not touch the shared model.
     from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam,
                              NoiseTunnel, Saliency)
-    net, xb = resnet.module, x[None]
+    net, xb = copy.deepcopy(resnet.module), x[None]
     warnings.filterwarnings("ignore", module="captum")
     sigma = float(0.2 * (x.max() - x.min()))
     for variant, nt_type in [("mean", "smoothgrad"), ("squared", "smoothgrad_sq"), ("vargrad", "vargrad")]:
@@ -164,7 +166,7 @@ def test_parity_with_pytorch_grad_cam(resnet, x, monkeypatch):
     import pytorch_grad_cam.score_cam
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
-    net, xb = resnet.module, x[None]
+    net, xb = copy.deepcopy(resnet.module), x[None]
     for method, reference in [("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus)]:
         [ours] = explain(resnet, x, method, TARGET)
         assert_same_up_to_scale(ours.map, reference(net, [net.layer4])(xb.clone(), [ClassifierOutputTarget(TARGET)]))
@@ -287,7 +289,7 @@ def test_gradcam_of_the_embedded_model_points_inside_the_object():
     from xai_core import dataset
     from xai_core.models import load_model
 
-    model = load_model("embedded", device="cpu")  # the trained checkpoint shipped in assets/
+    model = load_model("embedded", device="cpu")  # the trained checkpoint shipped in xai_core/assets/
     tolerance = 4
     hits, n = 0, 50
     for i in range(n):

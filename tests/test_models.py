@@ -1,14 +1,19 @@
-"""Model registry: cached pretrained weights, offline failure, user checkpoints. Never downloads."""
+"""Model registry: cached pretrained weights, offline failure, user checkpoints, families. Never downloads."""
 import io
 import socket
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from xai_core import models
+from xai_core import models, zoo
 from xai_core.errors import CheckpointError, ParameterError, WeightsUnavailableError
 from xai_core.models import build_random, list_models, load_model, weights_available, weights_path
+from xai_core.zoo import weights
+from xai_core.zoo.checkpoints import head_weight
+from xai_core.zoo.family import Preprocessing, Pretrained
 
 
 @pytest.fixture
@@ -75,7 +80,7 @@ def test_a_failed_download_also_gives_the_advice(torch_home, monkeypatch):
         attempts.append(url)
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(models, "_reachable", lambda url: True)  # get past the probe
+    monkeypatch.setattr(weights, "_reachable", lambda url: True)  # get past the probe
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
         load_model("resnet18", device="cpu")
@@ -238,3 +243,67 @@ def test_impossible_devices_are_refused():
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="CUDA is not available"):
             build_random("embedded", device="cuda")
+
+
+# --------------------------------------------------------------------- families
+class _ToyFamily:
+    """A family the registry has never heard of: a 1×1 conv and a linear head, weights in a dict."""
+
+    names = ("toy",)
+
+    def __init__(self, trained: dict[str, torch.Tensor]):
+        self.trained = trained
+
+    def build(self, name, num_classes=None, **arch):
+        features = nn.Sequential(nn.Conv2d(3, arch.get("channels", 4), 1), nn.ReLU())
+        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(arch.get("channels", 4), num_classes or 3))
+
+    def architecture(self, name, state):
+        head = head_weight(self, name, state)
+        return {} if head is None else {"num_classes": head.shape[0], "channels": head.shape[1]}
+
+    def categories(self, name):
+        return ["red", "green", "blue"]
+
+    def preprocessing(self, name):
+        return Preprocessing(mean=(0.5,) * 3, std=(0.2,) * 3, input_size=32, resize_size=40)
+
+    def default_layer(self, name):
+        return "0"
+
+    def weights_path(self, name):
+        return Path("/nonexistent/toy.pt")
+
+    def load_pretrained(self, name, allow_download):
+        module = self.build(name)
+        module.load_state_dict(self.trained)
+        return Pretrained(module, self.categories(name), "toy weights")
+
+    def description(self, name):
+        return "a toy"
+
+
+def test_a_new_family_is_one_entry_in_the_table(monkeypatch):
+    trained = _ToyFamily({}).build("toy").state_dict()
+    monkeypatch.setattr(zoo, "FAMILIES", (*zoo.FAMILIES, _ToyFamily(trained)))
+
+    model = load_model("toy", device="cpu")
+    assert (model.categories, model.weights_source, model.default_layer) == (["red", "green", "blue"], "toy weights", "0")
+    assert (model.input_size, model.resize_size, model.mean) == (32, 40, (0.5,) * 3)
+    torch.testing.assert_close(model.module.state_dict(), trained, rtol=0, atol=0)
+    assert next(r for r in list_models() if r["name"] == "toy")["description"] == "a toy"
+
+    wider = _ToyFamily({}).build("toy", num_classes=2, channels=6)
+    loaded = load_model("toy", checkpoint=_checkpoint_bytes(wider.state_dict()), device="cpu")
+    assert loaded.categories == ["class 0", "class 1"]  # the family's own names do not fit 2 classes
+    torch.testing.assert_close(_outputs(loaded.module), _outputs(wider), rtol=0, atol=0)
+    assert build_random("toy", device="cpu").num_classes == 3
+
+
+def test_every_name_belongs_to_exactly_one_family():
+    names = [n for family in zoo.FAMILIES for n in family.names]
+    assert names == models.MODEL_NAMES and len(set(names)) == len(names)
+    assert models.EMBEDDED in names and set(models.TORCHVISION) <= set(names)
+    with pytest.raises(ParameterError, match="embedded, alexnet"):
+        zoo.family_of("resnet19")

@@ -1,6 +1,7 @@
 """The noise tunnel composes with every gradient method: SmoothGrad of Guided Backprop, of
 DeconvNet, of gradient × input and of IG equal Captum's ``NoiseTunnel`` over the same method,
 draw for draw; the base's own parameters travel as ``base.NAME``."""
+import copy
 import warnings
 
 import numpy as np
@@ -24,7 +25,7 @@ def captum_reference(name: str, net):
 def test_smoothgrad_over_a_method_equals_captums_noise_tunnel_over_it(resnet_random, image64, base):
     from captum.attr import NoiseTunnel
     warnings.filterwarnings("ignore", module="captum")
-    x, net = image64, resnet_random.module
+    x, net = image64, copy.deepcopy(resnet_random.module)  # Captum must not touch the shared model
     params = {"base": base, "samples": 3, "noise": 0.1, "seed": 9, "variant": "squared"}
     extra = {}
     if base == "ig":  # Captum's black baseline is a tensor; ours is the named replacement "black"

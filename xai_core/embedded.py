@@ -2,8 +2,9 @@
 
 Its head is conv features -> global average pooling -> one linear layer, the architecture
 CAM was defined for, so CAM, Grad-CAM and their relatives all apply and agree in spirit.
-The checkpoint ships with the repository (``assets/embedded.pt``, written by
-``scripts/train_embedded.py``), so the app opens on a model without any download.
+The checkpoint ships inside the package (``xai_core/assets/embedded.pt``, written by
+``scripts/train_embedded.py``), so the app opens on a model without any download, wherever
+the package is installed.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from torch import nn
 from . import dataset
 from .errors import CheckpointError
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "embedded.pt"
+CHECKPOINT = Path(__file__).resolve().parent / "assets" / "embedded.pt"  # package data
 DEFAULT_LAYER = "features.block4"  # last conv block: 16×16 maps, one cell per 4×4 pixels
+_HEAD_CHANNELS_PER_WIDTH = 4       # block4, and so the linear head, has 4 × width channels
 
 
 def _conv_block(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -40,19 +42,24 @@ class EmbeddedNet(nn.Module):
         self.features.add_module("block2", _conv_block(w, 3 * w // 2))
         self.features.add_module("pool", nn.MaxPool2d(2))                           # 16×16
         self.features.add_module("block3", _conv_block(3 * w // 2, 3 * w, dilation=2))
-        self.features.add_module("block4", _conv_block(3 * w, 4 * w, dilation=2))
+        self.features.add_module("block4", _conv_block(3 * w, _HEAD_CHANNELS_PER_WIDTH * w, dilation=2))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(4 * w, num_classes)
+        self.fc = nn.Linear(_HEAD_CHANNELS_PER_WIDTH * w, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def width_from_head(head_features: int) -> int:
+    """The ``width`` argument of an ``EmbeddedNet`` whose linear head has ``head_features`` inputs."""
+    return head_features // _HEAD_CHANNELS_PER_WIDTH
 
 
 def save_embedded(model: EmbeddedNet, path: Path = CHECKPOINT) -> int:
     """Write the checkpoint (state dict + the facts needed to rebuild it); returns its size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "classes": list(dataset.CLASSES),
-                "image_size": dataset.IMAGE_SIZE, "width": model.fc.in_features // 4}, path)
+                "image_size": dataset.IMAGE_SIZE, "width": width_from_head(model.fc.in_features)}, path)
     return path.stat().st_size
 
 

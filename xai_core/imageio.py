@@ -23,7 +23,7 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 MAX_PIXELS = 64_000_000  # 8000×8000: well above phone photos, far below a decompression bomb
 MIN_SIDE = 16            # smaller images carry too little for an explanation to mean anything
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes phones' MPO files
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"  # package data
 _SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _WHITE = (255, 255, 255, 255)
 
@@ -131,7 +131,7 @@ def image_hash(img: Image.Image) -> str:
 
 # ----------------------------------------------------------------------- samples
 def list_samples() -> list[str]:
-    """Names of the bundled sample photos (see assets/samples/ATTRIBUTION.md)."""
+    """Names of the bundled sample photos (see xai_core/assets/samples/ATTRIBUTION.md)."""
     return sorted(p.stem for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in _SAMPLE_SUFFIXES)
 
 

@@ -1,0 +1,99 @@
+"""torchvision's ImageNet classifiers, through torchvision's own weights API.
+
+Each architecture uses its ``DEFAULT`` weights enum for everything the weights define: the
+download URL (hence the file name in torch's hub cache), the class names, the
+preprocessing and the published accuracy. torchvision is imported on first use only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .checkpoints import head_weight, with_weights
+from .family import Preprocessing, Pretrained
+from .weights import hub_path, hub_state_dict
+
+
+@dataclass(frozen=True)
+class TorchvisionSpec:
+    """What torchvision's weights do not say about an architecture."""
+
+    label: str
+    default_layer: str  # last convolutional feature map (after its activation) for the CAM family
+
+
+TORCHVISION: dict[str, TorchvisionSpec] = {
+    "alexnet": TorchvisionSpec("AlexNet (2012), 5 conv + 3 dense layers", "features.11"),
+    "vgg16": TorchvisionSpec("VGG-16 (2014), 13 conv + 3 dense layers", "features.29"),
+    "resnet18": TorchvisionSpec("ResNet-18 (2015), residual basic blocks", "layer4"),
+    "resnet50": TorchvisionSpec("ResNet-50 (2015), residual bottleneck blocks", "layer4"),
+    "densenet121": TorchvisionSpec("DenseNet-121 (2016), densely connected blocks", "features"),
+    "mobilenet_v3_large": TorchvisionSpec("MobileNet-V3 Large (2019), mobile inverted residuals",
+                                          "features.16"),
+    "efficientnet_b0": TorchvisionSpec("EfficientNet-B0 (2019), compound-scaled MBConv", "features.8"),
+    "convnext_tiny": TorchvisionSpec("ConvNeXt-Tiny (2022), modernised ResNet", "features.7"),
+}
+
+
+def _weights(name: str) -> Any:
+    """The architecture's ``DEFAULT`` torchvision weights enum member."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name).DEFAULT
+
+
+class TorchvisionFamily:
+    """The ``TORCHVISION`` architectures, with their ImageNet weights from torch's hub cache."""
+
+    names = tuple(TORCHVISION)
+
+    def build(self, name: str, num_classes: int | None = None, **arch: int) -> nn.Module:
+        """``torchvision.models.get_model`` without weights."""
+        from torchvision.models import get_model
+
+        return get_model(name, weights=None, num_classes=num_classes or len(self.categories(name)), **arch)
+
+    def architecture(self, name: str, state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """The number of classes, read from the head's weight (empty when there is no head)."""
+        head = head_weight(self, name, state)
+        return {} if head is None else {"num_classes": head.shape[0]}
+
+    def categories(self, name: str) -> list[str]:
+        """The ImageNet class names of the weights."""
+        return list(_weights(name).meta["categories"])
+
+    def preprocessing(self, name: str) -> Preprocessing:
+        """The weights' own transforms: resize, centre crop, ImageNet mean and std."""
+        transforms = _weights(name).transforms()
+        return Preprocessing(mean=tuple(transforms.mean), std=tuple(transforms.std),
+                             input_size=int(transforms.crop_size[0]), resize_size=int(transforms.resize_size[0]),
+                             interpolation=transforms.interpolation.value)
+
+    def default_layer(self, name: str) -> str:
+        """The last convolutional feature map, from ``TORCHVISION``."""
+        return TORCHVISION[name].default_layer
+
+    def weights_path(self, name: str) -> Path:
+        """The file in torch's hub cache that torchvision would download."""
+        return hub_path(_weights(name).url)
+
+    def load_pretrained(self, name: str, allow_download: bool) -> Pretrained:
+        """ImageNet weights from the hub cache, downloaded first when allowed and reachable."""
+        weights = _weights(name)
+        state = hub_state_dict(name, weights.url, allow_download)
+        module = with_weights(self, name, state, self.weights_path(name).name)
+        return Pretrained(module, self.categories(name), f"torchvision {weights}")
+
+    def description(self, name: str) -> str:
+        """Label, parameter count and published ImageNet top-1 accuracy."""
+        meta = _weights(name).meta
+        top1 = meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+        accuracy = f", ImageNet top-1 {top1:.1f}%" if top1 is not None else ""
+        return f"{TORCHVISION[name].label}; {meta['num_params'] / 1e6:.1f} M parameters{accuracy}"
+
+
+FAMILY = TorchvisionFamily()
