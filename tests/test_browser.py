@@ -82,3 +82,19 @@ def test_sidebar_choices_survive_page_switches(page):
         assert page.get_by_label("Sample index").input_value() == "7"
         assert page.get_by_role("radio", name="Choose a class").is_checked()
         assert page.locator(EXCEPTION).count() == 0
+
+
+def test_the_evaluate_page_runs_a_small_evaluation(page):
+    """Run on the Evaluate page: the methods × metrics table and the figures appear in the browser."""
+    page.locator(NAV_LINKS).filter(has_text="Evaluate").click()
+    _wait_for_run(page)
+    images = page.get_by_role("spinbutton", name="Number of images")
+    images.fill("4")
+    images.press("Enter")
+    _wait_for_run(page)
+    page.get_by_role("button", name="Run", exact=True).click()
+    _wait_for_run(page)
+    page.wait_for_selector('[data-testid="stDataFrame"]')
+    assert page.get_by_role("heading", name="Methods × metrics").is_visible()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1  # the per-image distributions
+    assert page.locator(EXCEPTION).count() == 0

@@ -17,7 +17,6 @@ from xai_core.engine import Engine
 from xai_core.errors import ParameterError
 from xai_core.instrument.capture import hook_count
 from xai_core.methods import METHODS, explain, explain_batch
-from xai_core.methods.catalogue import markdown_table
 from xai_core.model_handle import LoadedModel
 
 # Small settings so every method runs in well under a second at 64 px; a method not listed runs
@@ -149,8 +148,10 @@ def test_every_method_is_documented_and_its_defaults_are_valid(name):
                 method.parse_params({param_name: float("nan")})
 
 
-def test_the_readme_method_table_is_the_registry():
+@pytest.mark.parametrize("name", ["methods", "metrics"])
+def test_the_readme_tables_are_the_registries(name):
+    from scripts.update_readme import TABLES, markers
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    begin, end = "<!-- methods:begin (generated: python scripts/update_readme.py) -->", "<!-- methods:end -->"
+    begin, end = markers(name)
     assert begin in readme and end in readme
-    assert readme.split(begin)[1].split(end)[0].strip() == markdown_table()
+    assert readme.split(begin)[1].split(end)[0].strip() == TABLES[name]()

@@ -31,10 +31,12 @@ from xai_core.model_handle import LoadedModel
 from xai_core.models import load_model
 
 if TYPE_CHECKING:
+    from xai_core.evaluation import Batch, EvaluationResult, EvaluationSource
     from xai_core.methods.occlusion import OcclusionMaps
     from xai_core.zeiler_fergus import DeconvProjections, TransformSensitivity
 
 _RESULT_BUDGET_BYTES = 512 * 2**20
+_EVALUATION_ROW_BYTES = 512  # a per-image row dict, as the result store counts it
 
 
 def bytes_hash(data: bytes) -> str:
@@ -211,3 +213,60 @@ def cached_transform_sensitivity(_model: LoadedModel, model_key: str, image_hash
 
     return transform_sensitivity(_model, torch.from_numpy(x_numpy), kind, list(values), top=top,
                                  engine=get_engine(str(_model.device)))
+
+
+# ------------------------------------------------------------- evaluation batches (pages/5_Evaluate.py)
+NamedParams = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+"""Methods or metrics with their parameters, hashable: ``((name, tuple(sorted(params.items()))), ...)``."""
+
+
+class _Positions:
+    """The images at ``positions`` of ``source``, as a source whose every selection is those images."""
+
+    def __init__(self, source: EvaluationSource, positions: tuple[int, ...]):
+        self.source, self.positions = source, positions
+        self.description, self.has_ground_truth = source.description, source.has_ground_truth
+
+    def select(self, n: int) -> list[int]:
+        """The positions, whatever ``n`` (the runner asks for as many as there are)."""
+        return list(self.positions)
+
+    def load(self, indices: Sequence[int]) -> Batch:
+        """The underlying source's images at ``indices``."""
+        return self.source.load(indices)
+
+
+def _evaluation_key(model_key: str, source_key: str, positions: tuple[int, ...], methods: NamedParams,
+                    metrics: NamedParams) -> tuple:
+    return ("evaluation", model_key, source_key, positions, methods, metrics)
+
+
+def cached_evaluation_batch(_model: LoadedModel, model_key: str, _source: EvaluationSource, source_key: str,
+                            positions: tuple[int, ...], methods: NamedParams, metrics: NamedParams, *,
+                            _progress: Progress | None = None) -> EvaluationResult:
+    """``run_evaluation`` of the images at ``positions`` of ``_source`` as one batch, memoised.
+
+    ``source_key`` names ``_source``: its string and ground truth. A batch's rows depend only on
+    its images, so any evaluation whose selection holds the same batch reuses it, and
+    ``merge_results`` of consecutive batches of ``batch_size`` equals one ``run_evaluation`` with that
+    ``batch_size``. Errors (``XAIError``, or a progress callback raising to stop) are not cached.
+    """
+    from xai_core.evaluation import run_evaluation
+
+    key = _evaluation_key(model_key, source_key, positions, methods, metrics)
+    store = _result_store()
+    result = store.get(key)
+    if result is None:
+        result = run_evaluation(_model, _Positions(_source, positions), {m: dict(p) for m, p in methods},
+                                {m: dict(p) for m, p in metrics}, n=len(positions), batch_size=len(positions),
+                                engine=get_engine(str(_model.device)), progress=_progress)
+        size = len(result.rows) * _EVALUATION_ROW_BYTES + sum(
+            curve.nbytes for by_image in result.image_curves.values() for curve in by_image.values())
+        store.put(key, result, size)
+    return result
+
+
+def stored_evaluation_batch(model_key: str, source_key: str, positions: tuple[int, ...], methods: NamedParams,
+                            metrics: NamedParams) -> EvaluationResult | None:
+    """The batch ``cached_evaluation_batch`` stored with these arguments, or ``None``: computes nothing."""
+    return _result_store().get(_evaluation_key(model_key, source_key, positions, methods, metrics))

@@ -13,11 +13,11 @@ import sys
 from typing import Any
 
 from ..errors import XAIError
-from . import dataset, explain, invert, models, rig
+from . import dataset, evaluate, explain, invert, models, rig
 from .common import Handler, jsonable
 
 ERROR_EXIT = 2
-GROUPS = (models, dataset, explain, rig, invert)  # the order of ``--help``
+GROUPS = (models, dataset, explain, evaluate, rig, invert)  # the order of ``--help``
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,8 @@ def _print_human(result: Any) -> None:
     elif isinstance(result, dict) and "predictions" in result:
         for p in result["predictions"]:
             print(f"{p['probability']:7.2%}  {p['index']:5d}  {p['name']}")
+    elif isinstance(result, dict) and "summary" in result:
+        print(evaluate.summary_table(result["summary"]))
     else:
         print(json.dumps(jsonable(result), indent=2))
 
@@ -58,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return ERROR_EXIT
-    if args.json:
-        print(json.dumps(jsonable(result)))
-    else:
-        _print_human(result)
+    try:
+        if args.json:
+            print(json.dumps(jsonable(result)))
+        else:
+            _print_human(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader (`| head`) stopped early: not an error; silence the final flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
