@@ -207,9 +207,9 @@ _TOLERANCE = {
 
 
 def _localisation(name: str, label: str, fn: Callable, *, higher_is_better: bool = True, reference: str,
-                  description: str, extra: dict[str, Param] | None = None, region: str = "box") -> Metric:
-    return Metric(name, label, "localisation", fn, params={"region": region_param(region), **(extra or {})},
-                  higher_is_better=higher_is_better, needs=frozenset({region}), reference=reference,
+                  description: str, extra: dict[str, Param] | None = None) -> Metric:
+    return Metric(name, label, "localisation", fn, params={"region": region_param(), **(extra or {})},
+                  higher_is_better=higher_is_better, needs=frozenset({"box"}), reference=reference,
                   description=description)
 
 
@@ -222,9 +222,7 @@ MAGTR = _localisation("magtr", "MAGTR (mean activation in the object)", _magtr,
 MANGTR = _localisation("mangtr", "MANGTR (mean activation outside the object)", _mangtr, higher_is_better=False,
                        reference="closed form (internship report)",
                        description="The mean of the min-max normalised map outside the object (lower is better).")
-# The pointing game asks whether the maximum lies on the object itself (Zhang et al.), so its default
-# region is the object mask (for box-only data, the union of the boxes); the report's scores use the box.
-POINTING_GAME = _localisation("pointing_game", "Pointing game", _pointing_game, extra=_TOLERANCE, region="mask",
+POINTING_GAME = _localisation("pointing_game", "Pointing game", _pointing_game, extra=_TOLERANCE,
                               reference="Quantus PointingGame (tolerance 0, or on the dilated region)",
                               description="Whether the map's maximum lies on the object, within a tolerance.")
 ENERGY_POINTING_GAME = _localisation(
