@@ -91,7 +91,11 @@ def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, 
     deltas = xs.unsqueeze(1) - baselines                      # B×D×C×H×W
     flat_base, flat_delta = baselines.flatten(0, 1), deltas.flatten(0, 1)
 
-    def batch(start: int, stop: int) -> torch.Tensor:
+    # Accumulated in place, one index_add per batch: a fresh B-image tensor per batch would cost
+    # more than the batch itself for large B.
+    total = torch.zeros(rows.shape[1], n_images, *xs.shape[1:], device=xs.device)
+
+    def batch(start: int, stop: int) -> None:
         item = torch.arange(start, stop, device=xs.device)
         pair, step = item // steps, item % steps           # pair = image · D + draw
         beta = positions[step].view(-1, 1, 1, 1)
@@ -99,12 +103,10 @@ def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, 
             points = (flat_base[pair] + beta * flat_delta[pair]).requires_grad_(True)
             grads = target_gradients(module(points).float(), rows[pair // n_base], points)  # T×batch×C×H×W
         weighted = grads * (weights[step].view(-1, 1, 1, 1) * flat_delta[pair])
-        image = pair // n_base
-        out = torch.zeros(rows.shape[1], n_images, *xs.shape[1:], device=xs.device)
-        return out.index_add_(1, image, weighted)
+        total.index_add_(1, pair // n_base, weighted)
 
     item_bytes = 4 * xs[0].numel() * 64  # activations kept for the backward dominate; a rough guess for CUDA
-    total = engine.map_sum(batch, n_images * n_base * steps, section="path_integral",
+    engine.map(batch, n_images * n_base * steps, section="path_integral",
                            key=f"ig:{type(module).__name__}:{tuple(xs.shape[1:])}", item_bytes=item_bytes,
                            progress=progress, message=message)
     with torch.no_grad(), engine.precision("path_integral"):

@@ -169,8 +169,14 @@ class _Scorer:
         self.fill = torch.stack([replacement_image(model, x, fill, value=constant, seed=seed) for x in xs])
         self.delta = xs - self.fill
 
+    def zeros(self) -> torch.Tensor:
+        """An empty B×T×H×W accumulator."""
+        return torch.zeros(len(self.delta), self.rows.shape[1], *self.delta.shape[-2:], device=self.delta.device)
+
     @torch.no_grad()
-    def __call__(self, engine: Engine, start: int, stop: int) -> torch.Tensor:
+    def __call__(self, engine: Engine, start: int, stop: int, into: torch.Tensor) -> None:
+        """Add the items ``[start, stop)`` into ``into`` (B×T×H×W), in place: a fresh B-image tensor
+        per batch would cost more than the batch for large B."""
         n_images = len(self.delta)
         item = torch.arange(start, stop, device=self.delta.device)
         first = start // n_images
@@ -179,8 +185,7 @@ class _Scorer:
         inputs = self.fill[image] + self.delta[image] * mask.unsqueeze(1)
         probs = pick_scores(self.model.module(inputs).float().softmax(-1), self.rows[image])       # k×T
         with engine.precision("accumulation"):  # the weighted sum of thousands of masks
-            out = torch.zeros(n_images, probs.shape[1], *mask.shape[1:], device=mask.device)
-            return out.index_add_(0, image, probs[:, :, None, None] * mask[:, None])              # B×T×H×W
+            into.index_add_(0, image, probs[:, :, None, None].float() * mask[:, None])
 
 
 def _prepare(model, xs, rows, masks, cell, p, shape, fill, constant, seed):
@@ -219,15 +224,16 @@ def rise_progressive(model, x: torch.Tensor, targets: Sequence[int], *, masks: i
         raise ParameterError("Resuming RISE needs both the number of masks done and their sums.")
     rows = torch.as_tensor([list(targets)], device=x.device)
     scorer, key, item_bytes = _prepare(model, x.unsqueeze(0), rows, masks, cell, p, shape, fill, constant, seed)
-    total = initial.to(x.device).clone() if initial is not None else None
+    total = scorer.zeros()
+    if initial is not None:
+        total[0] += initial.to(x.device)
     for lo in range(start, masks, step):
         hi = min(masks, lo + step)
-        part = engine.map_sum(lambda a, b: scorer(engine, lo + a, lo + b), hi - lo, section="masked_forward", key=key,
-                              item_bytes=item_bytes)[0]
-        total = part if total is None else total + part
+        engine.map(lambda a, b: scorer(engine, lo + a, lo + b, total), hi - lo, section="masked_forward", key=key,
+                   item_bytes=item_bytes)
         if progress is not None:
             progress(hi / masks, f"RISE: {hi} / {masks} masks")
-        yield RiseStep(hi, total)
+        yield RiseStep(hi, total[0].clone())
 
 
 def convergence_curve(cumulative_sums: Sequence[np.ndarray], counts: Sequence[int], p: float) -> np.ndarray:
@@ -249,8 +255,9 @@ def convergence_curve(cumulative_sums: Sequence[np.ndarray], counts: Sequence[in
 def _rise_batch(model, xs, targets, *, engine, progress=None, masks, cell, p, shape, fill, constant, seed):
     """RISE of every image of ``xs`` for its own targets (B×T), all images sharing one mask set."""
     scorer, key, item_bytes = _prepare(model, xs, targets, masks, cell, p, shape, fill, constant, seed)
-    sums = engine.map_sum(lambda a, b: scorer(engine, a, b), masks * len(xs), section="masked_forward", key=key,
-                          item_bytes=item_bytes, progress=progress, message="RISE: masked forward passes")
+    sums = scorer.zeros()
+    engine.map(lambda a, b: scorer(engine, a, b, sums), masks * len(xs), section="masked_forward", key=key,
+               item_bytes=item_bytes, progress=progress, message="RISE: masked forward passes")
     return MethodOutput(maps=saliency_from_sums(sums, masks, p))
 
 

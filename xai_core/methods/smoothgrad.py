@@ -47,20 +47,23 @@ def _tunnel(bases: Mapping[str, Method]):
         sigma = noise * (xs.flatten(1).amax(1) - xs.flatten(1).amin(1))          # B
         n_images, channels = len(xs), xs.shape[1]
 
-        def batch(start: int, stop: int) -> torch.Tensor:
-            """Per image and target, summed over its copies: [g, g², s, s²] stacked along channels."""
+        # Per image and target, summed over its copies: [g, g², s, s²] stacked along channels; in
+        # place, since a fresh B-image tensor per batch would cost more than the batch for large B.
+        totals = torch.zeros(n_images, targets.shape[1], 2 * channels + 2, *xs.shape[2:], device=xs.device)
+
+        def batch(start: int, stop: int) -> None:
             item = torch.arange(start, stop, device=xs.device)
             image, draw = item // samples, item % samples
             noisy = xs[image] + eps[draw] * sigma[image].view(-1, 1, 1, 1)
             grads = spec.attribute(model, noisy, targets[image], engine=engine, **base_params).float()  # T×k×C×H×W
             maps = spec.to_map(grads).unsqueeze(2)                               # T×k×1×H×W
             stacked = torch.cat([grads, grads * grads, maps, maps * maps], dim=2)
-            out = torch.zeros(n_images, *stacked.shape[0:1], *stacked.shape[2:], device=xs.device)
-            return out.index_add_(0, image, stacked.transpose(0, 1))             # B×T×(2C+2)×H×W
+            totals.index_add_(0, image, stacked.transpose(0, 1))
 
-        totals = engine.map_sum(batch, n_images * samples, section="gradients",
-                                key=f"smoothgrad:{base}:{model.name}:{tuple(xs.shape[1:])}",
-                                progress=progress, message=f"SmoothGrad over {spec.label}: noisy copies") / samples
+        engine.map(batch, n_images * samples, section="gradients",
+                   key=f"smoothgrad:{base}:{model.name}:{tuple(xs.shape[1:])}",
+                   progress=progress, message=f"SmoothGrad over {spec.label}: noisy copies")
+        totals /= samples
         g_mean, g_sq = totals[:, :, :channels], totals[:, :, channels:2 * channels]
         s_mean, s_sq = totals[:, :, 2 * channels], totals[:, :, 2 * channels + 1]
         extras = {"base": base}
