@@ -51,12 +51,15 @@ def home() -> None:
     with pages_col:
         st.subheader("Pages")
         st.markdown("""
-- **Gradients and CAM** — saliency, SmoothGrad, Grad-CAM and the CAM family, side by side for several targets.
+- **Gradients and CAM** — every gradient, CAM and path method (SmoothGrad over any of them), side by side
+  for several targets.
 - **RISE** — random masks weighted by the class score; mask count, cell size, mask shape and fill.
 - **IG and RIG** — Integrated Gradients and Reinforced IG (two classes, support networks, occlusion of the
   regions every map agrees on, logits before and after).
 - **Inversion and Zeiler-Fergus** — class visualisation from noise, deep dream, DeconvNet projections,
   occlusion sensitivity and rotation.
+- **Evaluate** — methods × metrics over many images (pointing game, HAGTR/MAGTR/MANGTR, deletion and
+  insertion, sanity checks), with confidence intervals and the worst and best images.
 """)
 
 
