@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
@@ -178,15 +178,22 @@ class Method:
         """
         own = {k: v for k, v in given.items() if not k.startswith(BASE_PREFIX)}
         for_base = {k[len(BASE_PREFIX):]: v for k, v in given.items() if k.startswith(BASE_PREFIX)}
-        unknown = set(own) - set(self.params)
-        if unknown or (for_base and self.bases is None):
-            known = ", ".join(sorted(self.params)) or "none"
-            wrong = sorted(unknown) + sorted(BASE_PREFIX + k for k in for_base if self.bases is None)
-            raise ParameterError(f"Method '{self.name}' has no parameter {', '.join(wrong)} (it takes: {known}).")
-        parsed = {k: p.parse(k, own.get(k, p.default)) for k, p in self.params.items()}
+        stray = [] if self.bases is not None else sorted(BASE_PREFIX + k for k in for_base)
+        parsed = parse_declared("Method", self.name, self.params, own, also_unknown=stray)
         if self.bases is not None:
             parsed["base_params"] = self.base_method(parsed).parse_params(for_base)
         return parsed
+
+
+def parse_declared(kind: str, name: str, params: Mapping[str, Param], given: Mapping[str, Any], *,
+                   also_unknown: Sequence[str] = ()) -> dict[str, Any]:
+    """``given`` checked against the declared ``params`` (methods and metrics alike): an unknown
+    name is refused with the list of known ones, every value parsed, defaults filled in."""
+    wrong = sorted(set(given) - set(params)) + list(also_unknown)
+    if wrong:
+        known = ", ".join(sorted(params)) or "none"
+        raise ParameterError(f"{kind} '{name}' has no parameter {', '.join(wrong)} (it takes: {known}).")
+    return {k: p.parse(k, given.get(k, p.default)) for k, p in params.items()}
 
 
 # ------------------------------------------------------------- attribution methods

@@ -26,9 +26,6 @@ from ..replacements import DEFAULT_CONSTANT, REPLACEMENTS, replacement_image
 from ..replacements import HELP as REPLACEMENT_HELP
 from .base import Method, MethodOutput, Param
 
-FILLS = REPLACEMENTS
-
-
 def occluder_starts(size: int, window: int, stride: int) -> list[int]:
     """Top/left coordinates along one axis, as Captum's Occlusion places them."""
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
@@ -169,7 +166,7 @@ OCCLUSION = Method(
     "occlusion", "Occlusion (Zeiler & Fergus)", "perturbation", _occlusion,
     params={"window": Param(int, 16, 1, 1024, help="side of the square occluder, pixels"),
             "stride": Param(int, 8, 1, 1024, help="step between occluder positions, pixels"),
-            "fill": Param(str, "grey", choices=FILLS, help="what the occluder shows: " + REPLACEMENT_HELP),
+            "fill": Param(str, "grey", choices=REPLACEMENTS, help="what the occluder shows: " + REPLACEMENT_HELP),
             "constant": Param(float, DEFAULT_CONSTANT, 0.0, 1.0, step=0.05, help="grey level of the fill 'constant'"),
             "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the fill 'noise'"),
             "layer": Param(str, "", widget="layer", help="layer whose strongest feature map is tracked")},

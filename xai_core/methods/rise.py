@@ -53,7 +53,6 @@ from ..replacements import HELP as REPLACEMENT_HELP
 from .base import Method, MethodOutput, Param
 
 SHAPES = ("binary", "stripes", "grid", "noise")
-FILLS = REPLACEMENTS
 SEED_CHUNK = 50
 """Masks per independently seeded chunk; fixed so a seed means the same masks everywhere."""
 
@@ -275,7 +274,7 @@ RISE = Method(
         "p": Param(float, 0.5, 0.05, 0.95, step=0.05, help="probability that a cell is kept"),
         "shape": Param(str, "binary", choices=SHAPES,
                        help="binary (paper: bilinear-upsampled grid), stripes, grid lines or white noise"),
-        "fill": Param(str, "black", choices=FILLS, help="what replaces masked pixels: " + REPLACEMENT_HELP),
+        "fill": Param(str, "black", choices=REPLACEMENTS, help="what replaces masked pixels: " + REPLACEMENT_HELP),
         "constant": Param(float, DEFAULT_CONSTANT, 0.0, 1.0, step=0.05, help="grey level of the fill 'constant'"),
         "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="random seed; same seed, same masks"),
     },

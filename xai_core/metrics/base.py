@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import torch
 
-from ..errors import ParameterError
-from ..methods.base import Param
+from ..methods.base import Param, parse_declared
 
 if TYPE_CHECKING:
     from ..engine import Engine, Progress
@@ -111,12 +110,7 @@ class Metric:
 
     def parse_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every parameter converted and range-checked, defaults filled in."""
-        unknown = set(given) - set(self.params)
-        if unknown:
-            known = ", ".join(sorted(self.params)) or "none"
-            raise ParameterError(f"Metric '{self.name}' has no parameter {', '.join(sorted(unknown))} "
-                                 f"(it takes: {known}).")
-        return {k: p.parse(k, given.get(k, p.default)) for k, p in self.params.items()}
+        return parse_declared("Metric", self.name, self.params, given)
 
     def required(self, parsed: Mapping[str, Any]) -> frozenset[str]:
         """What this metric needs with these (parsed) parameters: the chosen region replaces the default."""
