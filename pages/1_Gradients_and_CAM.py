@@ -19,7 +19,7 @@ from xai_core.methods import METHODS
 from xai_core.methods.base import FAMILIES
 from xai_core.render import COLORMAPS
 
-PAGE_FAMILIES = ("gradient", "cam", "path")
+PAGE_FAMILIES = ("gradient", "cam", "path", "attention")
 DEFAULT_METHODS = ("saliency", "smoothgrad", "guided_backprop", "gradcam")  # those still registered are preselected
 KEY_PREFIX = "gradients_cam"
 PARAMETER_COLUMNS = 3

@@ -43,6 +43,28 @@ def embedded_random() -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
+def embedded_vit_random() -> LoadedModel:
+    """The embedded vision transformer with random weights: 8×8 patch tokens after a class token, 64 px.
+
+    Redrawn at torch's usual scale (std 1/√fan-in), LayerNorm gains and shifts included: with timm's
+    initialisation (std 0.02, unit gains, zero shifts) the tokens barely depend on the image, and a
+    LayerNorm output has zero mean over channels, so Score-CAM's nearly equal weights sum it to ~0:
+    the maps of a random ViT would be flat or zero for every target alike."""
+    model = build_random("embedded_vit", device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.module.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.weight.normal_(0, module.weight[0].numel() ** -0.5, generator=generator)
+                if module.bias is not None:
+                    module.bias.normal_(0, 0.1, generator=generator)
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.normal_(1, 0.5, generator=generator)
+                module.bias.normal_(0, 0.5, generator=generator)
+    return model
+
+
+@pytest.fixture(scope="session")
 def resnet_random() -> LoadedModel:
     """torchvision's ResNet-18 with random weights and 10 classes (no download)."""
     return build_random("resnet18", num_classes=10, device="cpu")

@@ -1,8 +1,9 @@
 """The method contract, checked for every registered method (the registry drives the list, so a
-method added with one line is tested here with no edit): it runs on the embedded model and on a
-torchvision architecture with random weights, returns one finite map per target, gives the same
-maps for several targets at once as one at a time and whatever the engine's batch size, leaves no
-hook and no backward rule behind even when the model fails mid-way, and is documented."""
+method added with one line is tested here with no edit): it runs on the embedded model, on a
+torchvision architecture with random weights and on the embedded vision transformer (or refuses
+with a reason), returns one finite map per target, gives the same maps for several targets at
+once as one at a time and whatever the engine's batch size, leaves no hook and no backward rule
+behind even when the model fails mid-way, and is documented."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,9 +48,16 @@ def run(model: LoadedModel, x: torch.Tensor, name: str, targets, engine: Engine 
         pytest.skip(f"{name} refuses {model.arch}: {err}")
 
 
-@pytest.fixture(params=["embedded", "resnet18"])
-def model(request, embedded, resnet_random) -> LoadedModel:
-    return {"embedded": embedded, "resnet18": resnet_random}[request.param]
+@pytest.fixture(params=["embedded", "resnet18", "embedded_vit"])
+def model(request, embedded, resnet_random, embedded_vit_random) -> LoadedModel:
+    return {"embedded": embedded, "resnet18": resnet_random, "embedded_vit": embedded_vit_random}[request.param]
+
+
+@pytest.fixture
+def home(request, embedded, embedded_vit_random) -> LoadedModel:
+    """The model a method's consistency is checked on: the embedded CNN, or the embedded ViT for the
+    methods that only transformers have (attention)."""
+    return embedded_vit_random if METHODS[request.node.callspec.params["name"]].family == "attention" else embedded
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -69,30 +77,30 @@ def test_one_finite_map_per_target_and_no_hook_left(model, image64, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_several_targets_equal_one_call_each(embedded, image64, name):
-    together = run(embedded, image64, name, TARGETS)
+def test_several_targets_equal_one_call_each(home, image64, name):
+    together = run(home, image64, name, TARGETS)
     for r in together:
-        [alone] = run(embedded, image64, name, [r.target])
+        [alone] = run(home, image64, name, [r.target])
         np.testing.assert_allclose(r.map, alone.map, rtol=1e-4, atol=1e-6 * max(1.0, np.abs(alone.map).max()))
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_the_engine_batch_size_does_not_change_the_map(embedded, image64, name):
-    [default] = run(embedded, image64, name, TARGETS[:1])
-    [one_by_one] = run(embedded, image64, name, TARGETS[:1], engine=Engine("cpu", batch_size=1))
+def test_the_engine_batch_size_does_not_change_the_map(home, image64, name):
+    [default] = run(home, image64, name, TARGETS[:1])
+    [one_by_one] = run(home, image64, name, TARGETS[:1], engine=Engine("cpu", batch_size=1))
     np.testing.assert_allclose(default.map, one_by_one.map, rtol=1e-4,
                                atol=1e-6 * max(1.0, np.abs(default.map).max()))
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_a_batch_of_images_gives_each_image_its_own_maps(embedded, name):
+def test_a_batch_of_images_gives_each_image_its_own_maps(home, name):
     """explain_batch (batched where the method has a batched form) equals explain image by image,
     each image with its own targets."""
     xs = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     targets = [[3, 1], [0, 5], [7, 7]]
-    batched = explain_batch(embedded, xs, name, targets, FAST.get(name, {}), engine=Engine("cpu", batch_size=2))
+    batched = explain_batch(home, xs, name, targets, FAST.get(name, {}), engine=Engine("cpu", batch_size=2))
     for image, row in zip(xs, batched):
-        alone = explain(embedded, image, name, [r.target for r in row], FAST.get(name, {}))
+        alone = explain(home, image, name, [r.target for r in row], FAST.get(name, {}))
         for b, a in zip(row, alone):
             assert b.target == a.target
             np.testing.assert_allclose(b.map, a.map, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(a.map).max()))

@@ -19,6 +19,7 @@ from torch import nn
 
 from .errors import ParameterError
 from .instrument.capture import get_layer, layers_with_feature_maps
+from .instrument.layout import TOKENS, Layout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,7 +40,7 @@ class LoadedModel:
     device: torch.device
     interpolation: str = "bilinear"  # resize filter of the weights' own preprocessing
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    _feature_map_layers: list[str] | None = field(default=None, init=False, repr=False)  # memo of conv_layers
+    _feature_map_layers: dict[str, Layout] | None = field(default=None, init=False, repr=False)  # conv_layers memo
 
     @classmethod
     def from_module(cls, module: nn.Module, *, input_size: int, categories: Sequence[str] | None = None,
@@ -49,8 +50,8 @@ class LoadedModel:
         """Wrap any image classifier ``module`` (N×3×S×S → N×classes logits) to explain it.
 
         Class names default to "class 0", "class 1", ...; ``mean``/``std`` to ImageNet's; the CAM
-        layer to the last module that outputs a feature map, global pooling excepted (none for a
-        model without one).
+        layer to the last module that outputs a feature map, global pooling excepted, or on a
+        class-token transformer to the first norm of its last block (none for a model without one).
         """
         if categories is None:
             if num_classes is None:
@@ -59,10 +60,8 @@ class LoadedModel:
         model = cls(name=name, arch=type(module).__name__, module=module.eval().to(device), categories=list(categories),
                     mean=tuple(mean), std=tuple(std), input_size=input_size, resize_size=input_size,
                     weights_source="user module", default_layer=default_layer or "", device=torch.device(device))
-        if default_layer is None:  # global pooling outputs a 1×1 "feature map": no use for a CAM
-            layers = [n for n in model.conv_layers()
-                      if not isinstance(model.get_layer(n), (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
-            model.default_layer = layers[-1] if layers else ""
+        if default_layer is None:
+            model.default_layer = model._last_useful_layer()
         return model
 
     # ------------------------------------------------------------------ facts
@@ -83,7 +82,9 @@ class LoadedModel:
         }
 
     def conv_layers(self) -> list[str]:
-        """Dotted names of modules whose output is a 4-D feature map (CAM-family candidates).
+        """Dotted names of modules whose output reads as a feature map (CAM-family candidates):
+        N×K×h×w, a Swin stage's N×h×w×K, or a transformer's tokens on their grid
+        (``instrument.layout``), among convolutional and normalisation layers and blocks.
 
         The module type alone does not tell: the ReLUs and ``Sequential`` heads of VGG/AlexNet's
         dense classifier output N×features. One probe forward pass decides, memoised (every
@@ -91,13 +92,33 @@ class LoadedModel:
         """
         if self._feature_map_layers is None:
             candidates = [name for name, m in self.module.named_modules()
-                          if name and isinstance(m, (nn.Conv2d, nn.Sequential, nn.ReLU, nn.BatchNorm2d,
+                          if name and isinstance(m, (nn.Conv2d, nn.Sequential, nn.ReLU, nn.BatchNorm2d, nn.LayerNorm,
                                                      nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d))
                           or _is_block(m)]
             probe = torch.zeros(1, len(self.mean), self.input_size, self.input_size, device=self.device)
             with_maps = layers_with_feature_maps(self.module, candidates, probe)
-            self._feature_map_layers = [name for name in candidates if name in with_maps]
+            self._feature_map_layers = {name: with_maps[name] for name in candidates if name in with_maps}
         return list(self._feature_map_layers)
+
+    def _last_useful_layer(self) -> str:
+        """The last feature map whose positions reach the logits ("" when there is none).
+
+        Global pooling outputs a 1×1 "feature map": no use for a CAM. On a transformer (modules are
+        listed in definition order, so a block's own norms come after it) the last block's output
+        when the head pools every token; when it reads a class token, the patch tokens reach it for
+        the last time in the last block's attention, so the first norm of that block.
+        """
+        layers = [n for n in self.conv_layers()
+                  if not isinstance(self.get_layer(n), (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+        if not layers:
+            return ""
+        assert self._feature_map_layers is not None
+        last = self._feature_map_layers[layers[-1]]
+        blocks = [n for n in layers if _is_block(self.get_layer(n))]
+        if last.kind != TOKENS or not blocks:
+            return layers[-1]
+        norms = [n for n in layers if n.startswith(blocks[-1] + ".") and isinstance(self.get_layer(n), nn.LayerNorm)]
+        return norms[0] if last.prefix_tokens > 0 and norms else blocks[-1]
 
     def get_layer(self, name: str) -> nn.Module:
         return get_layer(self.module, name)
@@ -169,7 +190,12 @@ class LoadedModel:
                  "logit": float(logits[int(i)])} for p, i in zip(top.values, top.indices)]
 
 
+_BLOCKS = {"BasicBlock", "Bottleneck", "MBConv", "CNBlock", "FusedMBConv", "InvertedResidual",
+           "Conv2dNormActivation", "ConvNeXtBlock", "ConvNeXtStage",                    # convolutional
+           "Block", "EncoderBlock", "SwinTransformerBlock", "SwinTransformerBlockV2", "SwinTransformerStage"}
+"""Block classes of torchvision, timm and the embedded models: good CAM layers, not leaves."""
+
+
 def _is_block(m: nn.Module) -> bool:
-    """torchvision's residual/inverted-residual/ConvNeXt blocks: good CAM layers, not leaves."""
-    return type(m).__name__ in {"BasicBlock", "Bottleneck", "MBConv", "CNBlock", "FusedMBConv",
-                                "InvertedResidual", "Conv2dNormActivation"}
+    """A residual, inverted-residual, ConvNeXt or transformer block (by class name: no import of timm)."""
+    return type(m).__name__ in _BLOCKS

@@ -6,7 +6,8 @@ activation), zero the others, and send it back to pixel space through the networ
 DeconvNet's unpooling with switches and transposed convolutions are exactly autograd's
 backward of max-pooling and convolution; its rectification — ReLU applied to the backward
 signal, ignoring the forward mask — is ``relu_backward_rule("deconvnet")``. The nine
-chosen maps are projected together as the rows of one batch.
+chosen maps are projected together as the rows of one batch. The layer is read through its
+layout (``instrument.layout``), so a Swin stage or a transformer's token grid projects too.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from .engine import Engine, Progress
 from .errors import ParameterError
-from .instrument.capture import capture, feature_map_check
+from .instrument.capture import capture
 from .instrument.relu_rules import relu_backward_rule
 from .model_handle import LoadedModel
 
@@ -63,8 +64,7 @@ def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: 
     x = x.to(model.device, torch.float32)
     with torch.no_grad(), capture(model.module, layer, detach=True) as seen:
         model.module(x.unsqueeze(0))
-    feature_map_check(seen.activation(), layer)
-    activation = seen.activation()[0].float()
+    activation = seen.feature_map()[0].float()
     strength = activation.flatten(1).amax(1)
     k = min(top, activation.shape[0])
     channels = strength.topk(k).indices
@@ -72,15 +72,17 @@ def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: 
     xs = x.unsqueeze(0).repeat(k, 1, 1, 1).requires_grad_(True)
     with relu_backward_rule("deconvnet") as rule, capture(model.module, layer) as seen:
         model.module(xs)  # fp32: the projections of deep layers are small differences
-    layer_out = seen.activation()
-    signal = torch.zeros_like(layer_out)
+    layer_out, layout = seen.activation(), seen.layout()
+    feature_maps = layout.to_map(layer_out.detach())
+    signal = torch.zeros_like(feature_maps)
     rows = torch.arange(k, device=x.device)
-    chosen = layer_out.detach()[rows, channels]                       # K×h×w
+    chosen = feature_maps[rows, channels]                             # K×h×w
     if mode == "max":
         flat = chosen.flatten(1)
         chosen = torch.zeros_like(flat).scatter_(1, flat.argmax(1, keepdim=True),
                                                  flat.amax(1, keepdim=True)).view_as(chosen)
     signal[rows, channels] = chosen
+    signal = layout.from_map(signal, torch.zeros_like(layer_out))   # back to the layer's layout (prefix tokens: 0)
     (projection,) = torch.autograd.grad(layer_out, xs, grad_outputs=signal)
     return DeconvProjections(
         layer=layer, mode=mode, channels=[int(c) for c in channels], activations=strength[channels].cpu().numpy(),

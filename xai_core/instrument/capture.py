@@ -8,6 +8,10 @@ blocks, so an exception (or a cancelled computation) never leaves one behind.
 
 Gradients are taken with ``torch.autograd.grad`` with respect to the captured activation:
 no ``.backward()``, no ``.grad`` written into shared parameters, no tensor hooks to clean up.
+
+``Captured.feature_map`` reads the output as N×K×h×w whatever its layout (NCHW, Swin's NHWC,
+a ViT's tokens: ``instrument.layout``); the mapping is a view, so the same ``Layout.to_map``
+turns the gradient with respect to the output into the gradient with respect to the map.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
+from .layout import Layout, layer_layout
 
 
 @dataclass
@@ -29,19 +34,26 @@ class Captured:
     ``output`` is the layer's output of the latest call (a module called several times in one
     forward, like the ReLU shared inside a torchvision ResNet block, keeps its last call).
     """
+    module_root: nn.Module = field(repr=False)
+    layer_name: str
     output: torch.Tensor | None = None
     calls: int = 0
     _owner: int = field(default_factory=threading.get_ident, repr=False)
 
     def activation(self) -> torch.Tensor:
+        """The layer's output as the layer returned it (its own layout)."""
         if self.output is None:
             raise ParameterError("The chosen layer was not used by the model's forward pass.")
         return self.output
 
-    def gradients(self, scores: torch.Tensor, *, retain_graph: bool = False) -> torch.Tensor:
-        """∂(scores.sum())/∂activation, with the same shape as the activation."""
-        (grad,) = torch.autograd.grad(scores.sum(), self.activation(), retain_graph=retain_graph)
-        return grad
+    def layout(self) -> Layout:
+        """How the output is laid out; ``ParameterError`` when it is no feature map or token grid."""
+        return layer_layout(self.module_root, get_layer(self.module_root, self.layer_name), self.activation(),
+                            self.layer_name)
+
+    def feature_map(self) -> torch.Tensor:
+        """The output as an N×K×h×w feature map (a view of it, in the graph when not detached)."""
+        return self.layout().to_map(self.activation())
 
 
 def get_layer(module_root: nn.Module, layer_name: str) -> nn.Module:
@@ -49,13 +61,6 @@ def get_layer(module_root: nn.Module, layer_name: str) -> nn.Module:
         return module_root.get_submodule(layer_name)
     except AttributeError:
         raise ParameterError(f"The model has no layer named '{layer_name}'.") from None
-
-
-def feature_map_check(activation: torch.Tensor, layer: str) -> None:
-    """ParameterError unless ``activation`` is an N×K×h×w feature map."""
-    if activation.dim() != 4:
-        raise ParameterError(f"Layer '{layer}' outputs shape {tuple(activation.shape)}, not a feature map; "
-                             "choose a convolutional layer.")
 
 
 def _as_tensor(output) -> torch.Tensor:
@@ -70,14 +75,15 @@ def capture(module_root: nn.Module, layer_name: str, *, detach: bool = False) ->
 
     >>> with capture(model.module, "layer4") as seen:
     ...     logits = model.module(x.requires_grad_())
-    ...     grads = seen.gradients(logits[:, target])
+    ...     (grads,) = torch.autograd.grad(logits[:, target].sum(), seen.activation())
+    >>> feature_map_grads = seen.layout().to_map(grads)
 
     With ``detach=False`` the activation stays in the autograd graph (for gradients; the
     input must require grad when the model's parameters do not). Other threads' forward
     passes through the same module are ignored.
     """
     layer = get_layer(module_root, layer_name)
-    seen = Captured()
+    seen = Captured(module_root, layer_name)
 
     def hook(_module, _inputs, output):
         if threading.get_ident() != seen._owner:
@@ -93,16 +99,17 @@ def capture(module_root: nn.Module, layer_name: str, *, detach: bool = False) ->
         handle.remove()
 
 
-def layers_with_feature_maps(module_root: nn.Module, layer_names: list[str], x: torch.Tensor) -> set[str]:
-    """Which of ``layer_names`` output a 4-D tensor (a feature map) in one no-grad forward of ``x``."""
+def layers_with_feature_maps(module_root: nn.Module, layer_names: list[str], x: torch.Tensor) -> dict[str, Layout]:
+    """The layout of each of ``layer_names`` whose output reads as a feature map (N×K×h×w, NHWC, or
+    tokens on a grid), from one no-grad forward of ``x``."""
     owner = threading.get_ident()
-    found: set[str] = set()
+    found: dict[str, Layout] = {}
     handles = []
 
     def hook_for(name: str):
-        def hook(_module, _inputs, output):
-            if threading.get_ident() == owner and isinstance(output, torch.Tensor) and output.dim() == 4:
-                found.add(name)
+        def hook(layer, _inputs, output):
+            if threading.get_ident() == owner and isinstance(output, torch.Tensor) and output.dim() in (3, 4):
+                found[name] = layer_layout(module_root, layer, output, name)
         return hook
 
     try:

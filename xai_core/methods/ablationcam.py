@@ -28,7 +28,9 @@ forward on copies of the input, and a forward hook on the layer replaces its out
 ablated copies of the activation read in the first pass (as pytorch-grad-cam's
 ``AblationLayer`` does, so every weight compares the same activation); the hook acts on the
 same call of the layer as that read (a module called several times per forward is ablated
-at its last call), ignores other threads, and is removed in ``finally``.
+at its last call), ignores other threads, and is removed in ``finally``. On a layer that is not
+NCHW (a Swin stage, a ViT's tokens) the channel is zeroed in the feature-map view and written
+back in the layer's own layout (``Layout.from_map``; a ViT's prefix tokens stay intact).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from torch import nn
 
 from ..instrument.capture import get_layer
 from .base import MethodOutput
-from .cam_pipeline import cam_method, read_layer, to_input_size, weighted_sum
+from .cam_pipeline import LayerReadout, cam_method, read_layer, to_input_size, weighted_sum
 
 if TYPE_CHECKING:
     from ..engine import Engine, Progress
@@ -49,11 +51,11 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def ablating(module_root: nn.Module, layer_name: str, activation: torch.Tensor, channels: torch.Tensor,
+def ablating(module_root: nn.Module, layer_name: str, readout: LayerReadout, channels: torch.Tensor,
              call: int) -> Iterator[None]:
     """During one forward pass of this thread, make the ``call``-th call (1-based) of ``layer_name``
-    output ``activation`` (K×h×w) intact, then one copy per channel in ``channels`` with that channel
-    zeroed: 1 + len(channels) rows, for a batch of as many images."""
+    output the readout's activation (K×h×w) intact, then one copy per channel in ``channels`` with
+    that channel zeroed: 1 + len(channels) rows, for a batch of as many images."""
     layer = get_layer(module_root, layer_name)
     owner = threading.get_ident()
     calls = 0
@@ -65,9 +67,10 @@ def ablating(module_root: nn.Module, layer_name: str, activation: torch.Tensor, 
         calls += 1
         if calls != call:
             return None
+        activation = readout.activation
         ablated = activation.to(output.dtype).expand(1 + len(channels), *activation.shape).clone()
         ablated[torch.arange(1, 1 + len(channels), device=ablated.device), channels] = 0
-        return ablated
+        return readout.layout.from_map(ablated, readout.output.to(output.dtype)).contiguous()
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -84,7 +87,7 @@ def _ablationcam(model: LoadedModel, x: torch.Tensor, targets: list[int], *, eng
 
     def score_drops(start: int, stop: int) -> torch.Tensor:
         channels = torch.arange(start, stop, device=x.device)
-        with torch.no_grad(), ablating(model.module, layer, readout.activation, channels, readout.calls):
+        with torch.no_grad(), ablating(model.module, layer, readout, channels, readout.calls):
             copies = x.unsqueeze(0).repeat(1 + stop - start, 1, 1, 1)  # contiguous: an expanded view is slower
             scores = model.module(copies).float()[:, target_index]
         return scores[:1] - scores[1:]                                                   # b×T

@@ -38,6 +38,7 @@ FAMILIES = {
     "cam": "Class activation maps",
     "path": "Path integrals",
     "perturbation": "Perturbations",
+    "attention": "Attention",
 }
 """Method families and their titles, in the order pages and the README show them."""
 

@@ -19,6 +19,12 @@ weights, applies the ReLU where the method has one, and upsamples bilinearly to 
 uses). Everything stays on the device and is not normalised (normalise for display; pytorch-grad-cam
 min-max normalises every map, so comparisons with it are made after min-max).
 
+A layer need not be convolutional: its output is read as a feature map through its layout
+(``instrument.layout``: NCHW as is, a Swin stage's NHWC permuted, a ViT's tokens with the
+class/distillation/register tokens dropped and the patch tokens on their grid), which is
+pytorch-grad-cam's hand-written ``reshape_transform`` read from the model. G is taken with
+respect to the layer's own output and mapped the same way (the mapping only rearranges).
+
 A module called several times in one forward pass (the ReLU shared inside a torchvision ResNet
 block) is read at its last call, by every CAM (``instrument.capture``); pytorch-grad-cam's hooks
 read its first call, so on such a layer the two describe different tensors.
@@ -35,8 +41,9 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 
-from ..instrument.capture import capture, feature_map_check
+from ..instrument.capture import capture
 from ..instrument.gradients import Targets, target_gradients
+from ..instrument.layout import Layout
 from .base import BatchFn, Method, MethodFn, MethodOutput, Param
 
 if TYPE_CHECKING:
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
     from ..model_handle import LoadedModel
 
 LAYER = Param(str, "", widget="layer", label="Layer",
-              help="convolutional layer (dotted module name); default: the model's last feature map")
+              help="convolutional layer or transformer block (dotted module name); default: the model's own")
 
 ChannelWeights = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(A: K×h×w, G: T×K×h×w) -> T×K channel weights."""
@@ -55,10 +62,12 @@ LayerMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass
 class LayerReadout:
     """One forward pass seen at ``layer``, fp32, on the device."""
-    activation: torch.Tensor          # K×h×w
+    activation: torch.Tensor          # K×h×w feature map
     logits: torch.Tensor              # number of classes
     gradients: torch.Tensor | None    # T×K×h×w, ∂y_t/∂A for each target (None when not asked for)
     calls: int                        # how many times the layer ran (the activation is the last call's)
+    output: torch.Tensor              # the layer's output in its own layout (detached, its dtype)
+    layout: Layout                    # how ``output`` becomes ``activation``
 
 
 def read_layer_batch(model: LoadedModel, xs: torch.Tensor, targets: Targets, layer: str, *, engine: Engine,
@@ -74,11 +83,10 @@ def read_layer_batch(model: LoadedModel, xs: torch.Tensor, targets: Targets, lay
     with torch.set_grad_enabled(gradients), capture(model.module, layer, detach=not gradients) as seen:
         with engine.precision(section):
             logits = model.module(xs).float()
-        activation = seen.activation()
-        feature_map_check(activation, layer)
-        grads = target_gradients(logits, targets, activation) if gradients else None
-    return LayerReadout(activation=activation.detach().float(), logits=logits.detach(), gradients=grads,
-                        calls=seen.calls)
+        output, layout = seen.activation(), seen.layout()
+        grads = layout.to_map(target_gradients(logits, targets, output)) if gradients else None
+    return LayerReadout(activation=layout.to_map(output.detach()).float(), logits=logits.detach(), gradients=grads,
+                        calls=seen.calls, output=output.detach(), layout=layout)
 
 
 def read_layer(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: str, *, engine: Engine,
@@ -88,7 +96,7 @@ def read_layer(model: LoadedModel, x: torch.Tensor, targets: list[int], layer: s
                                section=section)
     return LayerReadout(activation=readout.activation[0], logits=readout.logits[0],
                         gradients=None if readout.gradients is None else readout.gradients[:, 0],
-                        calls=readout.calls)
+                        calls=readout.calls, output=readout.output[0], layout=readout.layout)
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

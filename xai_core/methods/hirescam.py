@@ -10,6 +10,10 @@ When the gradients are spatially constant (a global average pool and one linear 
 followed by a flatten or an average pool and one linear layer), the spatial sum of the map
 before the ReLU is the score minus the bias: its faithfulness property. This is
 pytorch-grad-cam's ``HiResCAM`` (without ``eigen_smooth``).
+
+On a layer whose only consumer is a LayerNorm over channels (a Swin's last stage, before its
+final norm) the map vanishes: LayerNorm is invariant to the scale of its input (up to its ε), so
+Σ_k ∂y/∂A_k · A_k = 0 at every position, and what remains is rounding. Choose the layer before.
 """
 from __future__ import annotations
 

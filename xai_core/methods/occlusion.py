@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..engine import Engine, Progress
 from ..errors import ParameterError
-from ..instrument.capture import capture, feature_map_check
+from ..instrument.capture import capture
 from ..model_handle import LoadedModel
 from ..replacements import DEFAULT_CONSTANT, REPLACEMENTS, replacement_image
 from ..replacements import HELP as REPLACEMENT_HELP
@@ -79,9 +79,7 @@ def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int
                 return model.module(batch).float(), None
             with capture(model.module, layer, detach=True) as seen:
                 logits = model.module(batch).float()
-        activation = seen.activation()
-        feature_map_check(activation, layer)
-        return logits, activation.float()
+        return logits, seen.feature_map().float()
 
     with torch.no_grad():
         logits, activation = forward(x.unsqueeze(0))

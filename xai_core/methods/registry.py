@@ -7,7 +7,7 @@ the noise tunnel, which is therefore built last, over those methods.
 from __future__ import annotations
 
 from . import backprop_rules, cam, integrated_gradients, occlusion, rise, saliency, scorecam, smoothgrad
-from . import ablationcam, eigencam, hirescam, layercam, xgradcam
+from . import ablationcam, eigencam, hirescam, layercam, rollout, xgradcam
 from .base import Method
 
 _METHODS: list[Method] = [
@@ -30,6 +30,7 @@ _METHODS: list[Method] = [
     integrated_gradients.IG,
     rise.RISE,
     occlusion.OCCLUSION,
+    rollout.ROLLOUT,
 ]
 
 METHODS: dict[str, Method] = {m.name: m for m in _METHODS}

@@ -23,7 +23,8 @@ class TorchvisionSpec:
     """What torchvision's weights do not say about an architecture."""
 
     label: str
-    default_layer: str  # last convolutional feature map (after its activation) for the CAM family
+    default_layer: str  # the CAM family's: last convolutional feature map (after its activation), or a
+    #                     transformer's last token grid that still reaches the logits (``instrument.layout``)
 
 
 TORCHVISION: dict[str, TorchvisionSpec] = {
@@ -36,6 +37,12 @@ TORCHVISION: dict[str, TorchvisionSpec] = {
                                           "features.16"),
     "efficientnet_b0": TorchvisionSpec("EfficientNet-B0 (2019), compound-scaled MBConv", "features.8"),
     "convnext_tiny": TorchvisionSpec("ConvNeXt-Tiny (2022), modernised ResNet", "features.7"),
+    # The head reads the class token after the final norm, so the last place where the patch tokens
+    # reach it is the last block's attention: its input norm (pytorch-grad-cam's ViT example).
+    "vit_b_16": TorchvisionSpec("ViT-B/16 (2020), vision transformer on 16 px patches with a class token",
+                                "encoder.layers.encoder_layer_11.ln_1"),
+    # The last stage's output, N×7×7×768 channels last.
+    "swin_t": TorchvisionSpec("Swin-T (2021), shifted-window transformer in four stages", "features.7"),
 }
 
 
@@ -74,7 +81,7 @@ class TorchvisionFamily:
                              interpolation=transforms.interpolation.value)
 
     def default_layer(self, name: str) -> str:
-        """The last convolutional feature map, from ``TORCHVISION``."""
+        """The CAM family's layer, from ``TORCHVISION``."""
         return TORCHVISION[name].default_layer
 
     def weights_path(self, name: str) -> Path:
