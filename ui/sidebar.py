@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ from xai_core import dataset, imageio
 from xai_core.errors import XAIError
 from xai_core.model_handle import LoadedModel
 from xai_core.models import EMBEDDED, list_models
+from xai_core.zoo.timm_family import PREFIX as TIMM_PREFIX
 
 from .cache import bytes_hash, cached_predict, get_model, model_key
 
@@ -32,6 +34,9 @@ IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 CHECKPOINT_TYPES = ["pt", "pth", "bin", "ckpt"]
 PREDICTED, CHOSEN = "Predicted class", "Choose a class"
+TIMM_BY_NAME = "timm: by name…"
+"""The model picker's entry that shows the timm model name box."""
+TIMM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 KEEP = "session"
 """Every sidebar widget's ``persist_state``: its value stays while it is hidden and on every page."""
 _MAX_INDEX = 99_999
@@ -154,12 +159,35 @@ def _get(choice: dict) -> LoadedModel:
     return model
 
 
+def _timm_name() -> str | None:
+    """``timm:NAME`` from the text box, or None (with a hint) while it holds no usable name."""
+    typed = st.sidebar.text_input("timm model name", "", key="w.timm_name", persist_state=KEEP,
+                                  placeholder="e.g. resnet50 or vit_base_patch16_224.augreg_in1k",
+                                  help="Any name timm.list_models() knows, optionally with a pretrained tag; "
+                                       "weights are read from the local Hugging Face or torch hub cache.")
+    short = typed.strip().removeprefix(TIMM_PREFIX)
+    if not short:
+        st.sidebar.info("Type a timm model name.")
+        return None
+    if not TIMM_NAME.fullmatch(short):  # also keeps the name plain text wherever it is shown
+        st.sidebar.error("A timm model name has only letters, digits, '_', '.' and '-'.")
+        return None
+    return TIMM_PREFIX + short
+
+
 def _model_widgets(device: str) -> tuple[LoadedModel, str]:
     rows = {row["name"]: row for row in list_models()}
-    name = st.sidebar.selectbox("Model", list(rows), index=list(rows).index(EMBEDDED), key="w.model",
-                                persist_state=KEEP, format_func=lambda n: n if rows[n]["weights_available"]
-                                else f"{n} (weights unavailable)")
-    st.sidebar.caption(rows[name]["description"])
+    name = st.sidebar.selectbox("Model", [*rows, TIMM_BY_NAME], index=list(rows).index(EMBEDDED), key="w.model",
+                                persist_state=KEEP, format_func=lambda n: f"{n} (weights unavailable)"
+                                if n in rows and not rows[n]["weights_available"] else n)
+    if name == TIMM_BY_NAME:
+        typed = _timm_name()
+        if typed is None:  # nothing to load yet: keep the model that is shown
+            typed = (_kept("model_ok") or {}).get("name", EMBEDDED)
+            st.sidebar.caption(f"Still showing {typed}.")
+        name = typed
+    if name in rows:
+        st.sidebar.caption(rows[name]["description"])
     return _load_selected(name, _checkpoint_widgets(name), device)
 
 

@@ -20,6 +20,7 @@ from .zoo import MODEL_NAMES, family_of, model_names
 from .zoo.checkpoints import CheckpointSource, final_linear, read_checkpoint, source_label, with_weights
 from .zoo.embedded_family import EMBEDDED
 from .zoo.family import ModelFamily
+from .zoo.outputs import returning_logits
 from .zoo.torchvision_family import TORCHVISION
 
 __all__ = ["EMBEDDED", "MODEL_NAMES", "TORCHVISION", "build_random", "list_models", "load_model",
@@ -64,10 +65,13 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 
 def _handle(family: ModelFamily, name: str, module: nn.Module, categories: Sequence[str],
             weights_source: str, device: torch.device) -> LoadedModel:
-    """Wrap a module with its family's preprocessing and CAM layer."""
+    """Wrap a module with its family's preprocessing and CAM layer; a module whose forward returns
+    more than logits (a tuple, a dict, an output object) is made to return its logits alone."""
     prep = family.preprocessing(name)
+    module = module.eval().to(device)
+    module = returning_logits(module, torch.zeros(1, len(prep.mean), prep.input_size, prep.input_size, device=device))
     return LoadedModel(
-        name=name, arch=name, module=module.eval().to(device), categories=list(categories),
+        name=name, arch=name, module=module, categories=list(categories),
         mean=prep.mean, std=prep.std, input_size=prep.input_size, resize_size=prep.resize_size,
         interpolation=prep.interpolation, weights_source=weights_source,
         default_layer=family.default_layer(name), device=device)

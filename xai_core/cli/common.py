@@ -37,7 +37,8 @@ def library_default(fn: Callable, parameter: str) -> Any:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --checkpoint, --class-names and --device."""
-    p.add_argument("--model", required=True, help="model name (see `models`), e.g. embedded, resnet18")
+    p.add_argument("--model", required=True, help="model name (see `models`), e.g. embedded, resnet18, or "
+                   "timm:NAME for any timm model, e.g. timm:convnext_tiny (weights from the local cache)")
     p.add_argument("--checkpoint", help="state dict for the model's architecture (loaded with weights_only=True)")
     p.add_argument("--class-names", help="comma-separated class names for --checkpoint")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
