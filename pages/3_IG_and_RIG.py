@@ -1,22 +1,26 @@
 """Integrated Gradients, and Reinforced IG (RIG) following Mazini Rodrigues, Boutry & Najman.
 
 Each section is widgets → one library call → one figure or table. IG's widgets come from its
-registered ``Param`` specs; what the session remembers between reruns (training images,
-networks, explanations) is ``ui/rig_session.py``, the tables are ``ui/rig_tables.py``.
+registered ``Param`` specs. RIG runs on the sidebar's model and, as the paper's tables do, on a
+second architecture picked here, side by side; what the session remembers between reruns
+(second model, training images, networks, explanations) is ``ui/rig_session.py``, the tables
+are ``ui/rig_tables.py``.
 """
 import pandas as pd
 import streamlit as st
 
-from ui.cache import cached_explain, get_engine, progress_bar, run_with_progress
+from ui.cache import cached_explain, get_engine, get_model, model_key, progress_bar, run_with_progress
 from ui.colormaps import DIVERGING
 from ui.figures import heatmap_grid, learning_curves_figure, outline_regions, overlay_figure
 from ui.params import param_widgets
-from ui.rig_session import RigSession, TrainingRequest, default_pair, explained_inputs
-from ui.rig_tables import accuracy_frame, area_frame, occlusion_frame, side_by_side
+from ui.rig_session import (NO_SECOND_MODEL, RigSession, TrainingRequest, architectures, default_pair,
+                            explained_inputs, second_model_default)
+from ui.rig_tables import accuracy_frame, area_frame, occlusion_frame, part_share_frame, side_by_side
 from ui.sidebar import sidebar
 from xai_core import rig
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
+from xai_core.models import list_models
 
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 IG = METHODS["ig"]
@@ -65,10 +69,28 @@ st.markdown(
     "on images of A the B logit is lowered by α, on images of B the A logit, everything else unchanged "
     "(MSE, Adam). IG (black baseline) is computed on the classifier and on every support network; RIG keeps "
     "what is important in **every** map. α = 0 is the classifier itself (its targets are its own outputs), "
-    "as in the paper: four support networks and five maps for α ∈ {0, 2, 4, 6, 8}.")
+    "as in the paper: four support networks and five maps for α ∈ {0, 2, 4, 6, 8}. The paper reports every "
+    "table for two architectures: pick a second model to run the same pair on both.")
 st.info("The paper does not state how a feature counts as *present* in a map. Our reading: a pixel is "
         "important in a map when its attribution is at least τ × that map's maximum (negative attributions "
         "dropped); the RIG region is the intersection over all networks.")
+
+session = RigSession(st.session_state)
+rows = {row["name"]: row for row in list_models() if row["name"] != model.name}
+second_options = [NO_SECOND_MODEL, *rows]
+second_name = st.selectbox(
+    "Second architecture", second_options,
+    index=second_options.index(second_model_default(model, list(rows), [n for n, r in rows.items()
+                                                                        if r["weights_available"]])),
+    format_func=lambda n: n if n == NO_SECOND_MODEL or rows[n]["weights_available"] else f"{n} (weights unavailable)",
+    help="Trained and explained with the same settings, on the same pair (matched by class name) and image.")
+second_key = None if second_name == NO_SECOND_MODEL else model_key(second_name, None, None, selection.device)
+try:
+    second = session.second_model(second_key, lambda: get_model(second_name, None, None, selection.device))
+except XAIError as err:
+    st.warning(f"{err} Showing {model.name} alone.")
+    second = None
+models = [(selection.model_key, model), *([(second_key, second)] if second is not None else [])]
 
 embedded = rig.uses_embedded_dataset(model)
 pair = default_pair(model, selection.predictions)
@@ -90,80 +112,92 @@ else:
     folder = c2.text_input("Folder of training images of the two classes (dataset-export's, or one subfolder "
                            "per class named by class)", "") or None
 
-session = RigSession(st.session_state)
 try:
-    classes = rig.class_pair(model, [class_a, class_b])
-    train, val = session.training_sets(model, selection.model_key, classes, folder=folder, seed=data_seed,
-                                       n=n_train)
-    request = TrainingRequest(selection.model_key, train.identity, tuple(rig.parse_alphas(alpha_text)), float(lr),
-                              int(epochs))
+    archs, left_out = architectures(models, [class_a, class_b], selection.image, selection.x)
+    data = [session.training_sets(a.model, a.classes, folder=folder, seed=data_seed, n=n_train)
+            for a in archs]
+    requests = [TrainingRequest(a.model_key, train.identity, tuple(rig.parse_alphas(alpha_text)), float(lr),
+                                int(epochs)) for a, (train, _) in zip(archs, data)]
 except XAIError as err:
     st.warning(str(err))
     st.stop()
-supports = session.supports(request)
-if st.button("Train or load the support networks", type="primary", disabled=supports is not None):
-    try:
-        supports = run_with_progress("Support networks", lambda p: session.train(model, train, request, p))
-    except XAIError as err:
-        st.error(str(err))
-if supports is None:
-    st.caption("Trained networks are stored on disk under a key of every setting, so the same request later "
-               "(or after a restart) loads them instead of training.")
+for note in left_out:
+    st.warning(note)
+names = [model.categories[c] for c in archs[0].classes]  # the pair as the sidebar's model names it
+
+supports = [session.supports(request) for request in requests]
+if st.button("Train or load the support networks", type="primary", disabled=None not in supports):
+    for i, a in enumerate(archs):
+        if supports[i] is None:
+            try:
+                supports[i] = run_with_progress(f"Support networks of {a.label}", lambda p, i=i: session.train(
+                    archs[i].model, data[i][0], requests[i], p))
+            except XAIError as err:
+                st.error(f"{a.label}: {err}")
+if None in supports:
+    st.caption("Trained networks are stored on disk under a key of every setting (the architecture and its "
+               "weights included), so the same request later (or after a restart) loads them instead of training.")
     st.stop()
 
-names = [model.categories[c] for c in supports.classes]
-st.success(("Loaded from disk" if supports.loaded_from_disk else "Trained and stored") +
-           f" — {len(supports.networks)} support networks in {supports.directory}")
-left, right = st.columns(2)
-left.plotly_chart(learning_curves_figure({f"α = {a:g}": c for a, c in supports.curves.items()}), **PLOT)
-with right:
-    st.subheader("Accuracy per class (paper's Table 1 layout)")
-    accuracy = accuracy_frame(session.accuracy(model, request, supports, train, val))
-    st.dataframe(accuracy.style.format("{:.1f}"), width="stretch")
-    st.caption(f"Prediction = the larger of the two logits. Train: {train.source}; validation: {val.source}.")
+for column, a, s, (train, val), request in zip(st.columns(len(archs)), archs, supports, data, requests):
+    with column:
+        st.subheader(a.label)
+        st.success(("Loaded from disk" if s.loaded_from_disk else "Trained and stored") +
+                   f" — {len(s.networks)} support networks in {s.directory}")
+        st.plotly_chart(learning_curves_figure({f"α = {alpha:g}": c for alpha, c in s.curves.items()}), **PLOT)
+        st.markdown("**Accuracy per class (paper's Table 1 layout)**")
+        st.dataframe(accuracy_frame(session.accuracy(a.model, request, s, train, val)).style.format("{:.1f}"),
+                     width="stretch")
+        st.caption(f"Prediction = the larger of the two logits. Train: {train.source}; validation: {val.source}.")
 
 # ------------------------------------------------------------ IG vs RIG on several images
 st.subheader("IG and RIG side by side")
 count = st.slider("Images (the selected one plus held-out ones)", 1, 6, 3)
-inputs = explained_inputs(selection.x, val, count)
-explain_key = (request, selection.image_hash, count, float(tau), rig_steps)
-explanations = session.explanations(explain_key)
-if explanations is None and st.button("Explain these images with IG and RIG"):
-    explanations = run_with_progress("IG on every network", lambda p: session.explain(
-        explain_key, model, supports, inputs, tau=tau, steps=rig_steps, engine=get_engine(selection.device),
-        progress=p))
-if explanations is None:
+inputs = [explained_inputs(a.x, val, count) for a, (_, val) in zip(archs, data)]
+explain_keys = [(request, selection.image_hash, count, float(tau), rig_steps) for request in requests]
+explanations = [session.explanations(key) for key in explain_keys]
+if None in explanations and st.button("Explain these images with IG and RIG"):
+    for i, a in enumerate(archs):
+        if explanations[i] is None:
+            explanations[i] = run_with_progress(f"IG on every network of {a.label}", lambda p, i=i: session.explain(
+                explain_keys[i], archs[i].model, supports[i], inputs[i], tau=tau, steps=rig_steps,
+                engine=get_engine(selection.device), progress=p))
+if None in explanations:
     st.stop()
 
-images = [model.to_display(x) for _, x in inputs]
-grid = heatmap_grid(images, [[e.ig[0], e.rig[0], e.ig[1], e.rig[1]] for e in explanations], [n for n, _ in inputs],
-                    [f"IG {names[0]}", f"RIG {names[0]}", f"IG {names[1]}", f"RIG {names[1]}"], colormap=DIVERGING,
-                    shared_scale=False)
-st.plotly_chart(outline_regions(grid, {(row, 1 + 2 * c): e.region[c] for row, e in enumerate(explanations)
-                                       for c in range(2)}, "RIG region"), **PLOT)
+map_titles = [f"{kind} {name}" for name in names for kind in ("IG", "RIG")]
+for column, a, shown, found in zip(st.columns(len(archs)), archs, inputs, explanations):
+    grid = heatmap_grid([a.model.to_display(x) for _, x in shown], [[e.ig[0], e.rig[0], e.ig[1], e.rig[1]]
+                                                                    for e in found],
+                        [n for n, _ in shown], map_titles, colormap=DIVERGING, shared_scale=False)
+    column.markdown(f"**{a.label}**")
+    column.plotly_chart(outline_regions(grid, {(row, 1 + 2 * c): e.region[c] for row, e in enumerate(found)
+                                               for c in range(2)}, "RIG region"), **PLOT)
 st.caption(f"Signed IG and RIG (blue < 0 < red, each map to its own ±max). Green squares outline the RIG region "
            f"(pixels important in every network's map at τ = {tau:g}); it is often only a few of the "
-           f"{explanations[0].region[0].size} pixels.")
-st.dataframe(area_frame(names, inputs, explanations), width="stretch")
+           f"{explanations[0][0].region[0].size} pixels.")
+st.dataframe(side_by_side({a.label: area_frame(names, shown, found)
+                           for a, shown, found in zip(archs, inputs, explanations)}), width="stretch")
 st.caption("Area kept: share (and number) of pixels important in the classifier's IG map (≥ τ × max) and in the "
            "RIG region.")
 
 with st.expander("Each network's IG map"):
-    shown = st.selectbox("Image", range(len(inputs)), format_func=lambda i: inputs[i][0])
-    e = explanations[shown]
-    st.plotly_chart(heatmap_grid(images[shown], [[e.network_maps[k][c] for k in range(len(e.network_names))]
-                                                 for c in range(2)], names, e.network_names,
-                                 colormap=DIVERGING, shared_scale=False), **PLOT)
+    c1, c2 = st.columns(2)
+    arch = c1.selectbox("Architecture", range(len(archs)), format_func=lambda i: archs[i].label)
+    picked = c2.selectbox("Image", range(len(inputs[arch])), format_func=lambda i: inputs[arch][i][0])
+    e = explanations[arch][picked]
+    st.plotly_chart(heatmap_grid(archs[arch].model.to_display(inputs[arch][picked][1]),
+                                 [[e.network_maps[k][c] for k in range(len(e.network_names))] for c in range(2)],
+                                 names, e.network_names, colormap=DIVERGING, shared_scale=False), **PLOT)
     st.caption("Completeness gap per network and class: " + "; ".join(
         f"{n}: {g[0]:.1e}, {g[1]:.1e}" for n, g in zip(e.network_names, e.completeness_gap)))
 
 # ------------------------------------------------------------------------ occlusion
 st.subheader("Pre-softmax logits after occlusion (paper's Table 3 layout)")
-tables = session.occlusion_tables(selection.model_key, model.arch, occlusion_frame(model, names, inputs, explanations))
-st.dataframe(side_by_side(tables), width="stretch")
+st.dataframe(side_by_side({a.label: occlusion_frame(a.model, names, shown, found)
+                           for a, shown, found in zip(archs, inputs, explanations)}), width="stretch")
 st.caption("Black (the IG baseline) over the RIG regions of both classes (.1), and over an equally large region "
-           "of the classifier's strongest IG pixels (.2; — : the original logits are in row .1). With two "
-           "architectures explained in this session on the same images, both appear side by side.")
+           "of the classifier's strongest IG pixels (.2; — : the original logits are in row .1), per architecture.")
 
 # ------------------------------------------------------------------------ part share
 if embedded:
@@ -172,10 +206,10 @@ if embedded:
     n_held_out = c1.slider("Held-out images", 4, 64, rig.DEFAULT_REPORT_N)
     held_out_seed = c2.number_input("Held-out seed", 0, 2**31 - 1, rig.DEFAULT_REPORT_SEED)
     if st.button("Compute the part-share report"):
-        report = run_with_progress("Part-share report", lambda p: rig.part_share_report(
-            model, supports, seed=int(held_out_seed), n=n_held_out, tau=tau, steps=rig_steps,
-            engine=get_engine(selection.device), progress=p))
-        st.table(pd.DataFrame({"value": {k: v for k, v in report.items() if k != "per_image"}}).astype(str))
+        reports = {a.label: run_with_progress(f"Part-share report of {a.label}", lambda p, a=a, s=s: (
+            rig.part_share_report(a.model, s, seed=int(held_out_seed), n=n_held_out, tau=tau, steps=rig_steps,
+                                  engine=get_engine(selection.device), progress=p))) for a, s in zip(archs, supports)}
+        st.table(part_share_frame(reports))
         st.caption("share: positive attribution inside the part over all positive attribution; precision: share of "
                    "the selected pixels on the part (RIG region vs the equally large top-IG region); part_area is "
                    "chance level; margin: own-class minus other-class logit, original and after blacking out the "

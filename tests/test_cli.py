@@ -13,7 +13,8 @@ import torch
 from xai_core import dataset, rig
 from xai_core.cli import main
 from xai_core.cli.entry import build_parser
-from xai_core.embedded import EmbeddedNet
+from xai_core.embedded import EmbeddedNet, save_embedded
+from xai_core.embedded_vgg import EmbeddedVGG
 from xai_core.inversion import InversionSettings
 from xai_core.methods import METHODS
 
@@ -198,7 +199,7 @@ def test_rig_trains_on_an_export_and_on_an_imagefolder_of_the_same_images(capsys
             assert saved["network_maps"].shape == (2, 2, 64, 64)
             np.testing.assert_allclose(saved["ig"], saved["network_maps"][0])
             assert saved["classes"].tolist() == list(dataset.PART_PAIR)
-    first, second = reports
+    (first,), (second,) = (report["architectures"] for report in reports)
     assert first["networks"] == ["classifier", "α=2"]
     # Same images in the same order from either layout: the same training set, so the second run
     # reads the networks the first one stored (under XAI_LAB_CACHE).
@@ -212,4 +213,35 @@ def test_rig_on_generated_embedded_images_with_tiny_settings(capsys, tiny_checkp
     report = run_json(capsys, "rig", "--model", "embedded", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
                       "--classes", "6,7", "--alphas", "0,2", "--epochs", "1", "--n", "8", "--steps", "4",
                       "--image", str(sample_png), "--out", str(tmp_path / "rig.npz"))
-    assert report["data"] == "embedded dataset, seed 0, n 8" and set(report["final_mse"]) == {"2"}
+    (summary,) = report["architectures"]
+    assert summary["data"] == "embedded dataset, seed 0, n 8" and set(summary["final_mse"]) == {"2"}
+    assert summary["out"] == str(tmp_path / "rig.npz")  # one model: --out itself
+
+
+def test_rig_on_two_architectures_writes_one_npz_and_both_tables_per_model(capsys, exported, tiny_checkpoint,
+                                                                          sample_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("XAI_LAB_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    vgg_checkpoint = tmp_path / "tiny_vgg.pt"
+    save_embedded(EmbeddedVGG(len(dataset.CLASSES), width=4, hidden=16), vgg_checkpoint)
+    # Each --checkpoint belongs to the --model before it; the pair is matched by name in the second model.
+    report = run_json(capsys, "rig", "--model", "embedded", "--checkpoint", str(tiny_checkpoint),
+                      "--model", "embedded_vgg", "--checkpoint", str(vgg_checkpoint), "--device", "cpu",
+                      "--classes", "hexagon_dot,HEXAGON_CROSS", "--data", str(exported), "--alphas", "0,2",
+                      "--epochs", "1", "--steps", "4", "--image", str(sample_png), "--out", str(tmp_path / "rig.npz"))
+    summaries = report["architectures"]
+    assert [s["model"] for s in summaries] == ["embedded", "embedded_vgg"]
+    assert len({s["store"] for s in summaries}) == 2
+    pair = [dataset.CLASSES[c] for c in dataset.PART_PAIR]
+    for summary in summaries:
+        assert summary["out"] == str(tmp_path / f"rig_{summary['model']}.npz")
+        with np.load(summary["out"]) as saved:
+            assert saved["classes"].tolist() == list(dataset.PART_PAIR)
+            assert saved["network_maps"].shape == (2, 2, 64, 64)
+            np.testing.assert_allclose([[summary["logits"][row][name] for name in pair]
+                                        for row in ("original", "rig_occluded", "ig_occluded")], saved["logits"])
+        assert [row["network"] for row in summary["accuracy"]] == ["classifier", "α=2"]
+        assert set(summary["accuracy"][0]) == {"network", *(f"{split} {name}" for split in ("train", "val")
+                                                            for name in [*pair, "total"])}
+    # Different weights give different logits: each table is its own model's.
+    assert summaries[0]["logits"] != summaries[1]["logits"]

@@ -1,11 +1,13 @@
 """RIG: the paper's target rule, the training split, support-network training and storage, the region
-rule, occlusion (the command line is tested end to end in tests/test_cli.py)."""
+rule, occlusion, and the same pair on two architectures (the command line is tested end to end in
+tests/test_cli.py)."""
 import numpy as np
 import pytest
 import torch
 
 from xai_core import dataset, rig
 from xai_core.embedded import EmbeddedNet
+from xai_core.embedded_resnet import EmbeddedResNet
 from xai_core.engine import Engine
 from xai_core.errors import ParameterError
 from xai_core.model_handle import LoadedModel
@@ -14,15 +16,26 @@ from xai_core.rig import training
 PAIR = dataset.PART_PAIR
 
 
+def _tiny(name: str, arch: str, module: torch.nn.Module, categories=dataset.CLASSES) -> LoadedModel:
+    """A randomly initialised embedded-dataset model (narrow: fast)."""
+    return LoadedModel(name=name, arch=arch, module=module.eval(), categories=list(categories),
+                       mean=dataset.MEAN, std=dataset.STD, input_size=dataset.IMAGE_SIZE,
+                       resize_size=dataset.IMAGE_SIZE, weights_source="random", default_layer="features.block4",
+                       device=torch.device("cpu"))
+
+
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
     """The embedded architecture, narrow and randomly initialised: fast, with BatchNorm like the real one."""
     torch.manual_seed(0)
-    module = EmbeddedNet(len(dataset.CLASSES), width=4).eval()
-    return LoadedModel(name="tiny", arch="embedded", module=module, categories=list(dataset.CLASSES),
-                       mean=dataset.MEAN, std=dataset.STD, input_size=dataset.IMAGE_SIZE,
-                       resize_size=dataset.IMAGE_SIZE, weights_source="random", default_layer="features.block4",
-                       device=torch.device("cpu"))
+    return _tiny("tiny", "embedded", EmbeddedNet(len(dataset.CLASSES), width=4))
+
+
+@pytest.fixture(scope="module")
+def resnet() -> LoadedModel:
+    """A second architecture on the same classes: the residual one, narrow."""
+    torch.manual_seed(1)
+    return _tiny("tiny_resnet", "embedded_resnet", EmbeddedResNet(len(dataset.CLASSES), width=4))
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +150,6 @@ def test_embedded_training_sets_hold_out_the_next_seed(model):
     torch.testing.assert_close(train.images, rig.embedded_data(model, PAIR, 3, 8).images)
     torch.testing.assert_close(val.images, rig.embedded_data(model, PAIR, 4, 64).images)
     assert train.identity != val.identity
-    assert rig.training_data(model, PAIR, seed=3, n=8).identity == train.identity  # without the validation images
 
 
 def test_training_needs_two_different_classes_and_the_right_data(model, resnet_random):
@@ -155,3 +167,50 @@ def test_alpha_text_round_trips():
     assert rig.parse_alphas("0; 2.5,") == [0.0, 2.5]
     with pytest.raises(ParameterError, match="numbers"):
         rig.parse_alphas("0, two")
+
+
+def test_the_pair_is_matched_by_name_case_insensitively_in_every_model(model):
+    names = [c.upper() for c in reversed(dataset.CLASSES)]  # other indices, other case
+    shuffled = _tiny("shuffled", "embedded", model.module, names)
+    a, b = (dataset.CLASSES[c] for c in PAIR)
+    flipped = tuple(len(names) - 1 - c for c in PAIR)
+    assert rig.matched_pair([model, shuffled], [a, b]) == [PAIR, flipped]
+    assert rig.matched_pair([shuffled, model], list(flipped)) == [flipped, PAIR]  # indices name the first's classes
+    lacking = _tiny("lacking", "embedded", model.module, [f"other {c}" if c == b else c for c in dataset.CLASSES])
+    with pytest.raises(ParameterError, match=f"lacking has no class named '{b}'; the pair must exist"):
+        rig.matched_pair([model, lacking], [a, b])
+    assert rig.architecture_labels([model, shuffled, model, model]) == ["tiny", "shuffled", "tiny_2", "tiny_3"]
+
+
+def test_two_architectures_get_their_own_networks_maps_and_tables(model, resnet, tmp_path):
+    image = dataset.make_sample(seed=5, index=0).pil()
+    seen = []
+    runs = rig.rig_architectures([model, resnet], [dataset.CLASSES[PAIR[0]], dataset.CLASSES[PAIR[1]].upper()],
+                                 image, n=8, alphas=(0, 2), epochs=1, steps=4, tau=0.5, cache_dir=tmp_path,
+                                 progress=lambda fraction, message: seen.append((fraction, message)))
+    assert [r.label for r in runs] == ["tiny", "tiny_resnet"]
+    engine = Engine("cpu")
+    for run in runs:
+        x = run.model.preprocess(image)
+        assert run.explanation.classes == PAIR and run.explanation.network_names == ["classifier", "α=2"]
+        assert run.explanation.network_maps.shape == (2, 2, 64, 64)
+        # Table 3: row 0 is this model's own logits on the image, rows 1-2 its occlusions.
+        assert run.logits.shape == (3, 2)
+        np.testing.assert_allclose(run.logits[0], rig.batched_logits(run.model.module, x[None], engine)[0, list(PAIR)],
+                                   rtol=1e-5, atol=1e-6)
+        # Table 1: this model's accuracy on its own validation images, a prediction being the larger logit.
+        assert [row["network"] for row in run.accuracy] == ["classifier", "α=2"]
+        val_logits = rig.batched_logits(run.model.module, run.val.images, engine)
+        predicted = torch.tensor(PAIR)[(val_logits[:, PAIR[1]] > val_logits[:, PAIR[0]]).long()]
+        assert run.accuracy[0]["val total"] == pytest.approx(100 * float((predicted == run.val.labels).float().mean()))
+        assert len(run.train.labels) == 8 and len(run.val.labels) == 64
+    # Each architecture trains and stores its own networks: distinct stores, each holding its architecture's weights.
+    stores = [run.supports.directory for run in runs]
+    assert stores[0] != stores[1] and all(d.parent == tmp_path for d in stores)
+    for run in runs:
+        stored = torch.load(run.supports.directory / "alpha_2.pt", weights_only=True)
+        assert stored.keys() == run.model.module.state_dict().keys()
+    assert not np.allclose(runs[0].logits, runs[1].logits)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == pytest.approx(1)
+    assert {m.split(":")[0] for _, m in seen} == {"tiny", "tiny_resnet"}

@@ -1,27 +1,33 @@
 """What the IG and RIG page remembers within one browser session, so that a rerun (any widget
 change) recomputes nothing it already has.
 
-Generating or reading the training images takes seconds, training minutes and explaining
-every network tens of seconds, so each is kept under a key of everything that determines it:
-the training images per (model, pair, source); the support networks and their accuracy table
-per ``TrainingRequest``; the explanations per (request, image, count, τ, steps); and the
-occlusion table of each architecture explained, so that the last two can be shown side by side.
-Training itself stays on disk across sessions (``xai_core.rig.store``).
+The page runs RIG on one or two architectures (the sidebar's model and a second one picked on
+the page), each an ``Architecture``. Generating or reading the training images takes seconds,
+training minutes and explaining every network tens of seconds, so each is kept under a key of
+everything that determines it: the training images per (preprocessing, pair, source); the support
+networks and their accuracy table per ``TrainingRequest`` (which names the model); the
+explanations per (request, image, count, τ, steps). A second model that failed to load is
+remembered too, so that a rerun does not retry it while it stays chosen. Training itself stays
+on disk across sessions (``xai_core.rig.store``, keyed per architecture and weights).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, MutableMapping, Sequence
 
-import pandas as pd
 import torch
+from PIL import Image
 
 from xai_core import dataset, rig
 from xai_core.engine import Engine, Progress
+from xai_core.errors import ParameterError, XAIError
 from xai_core.model_handle import LoadedModel
 
 STATE_KEY = "rig"
-_KINDS = ("data", "supports", "accuracy", "explanations", "occlusion")
+_KINDS = ("data", "supports", "accuracy", "explanations", "failed_load")
+NO_SECOND_MODEL = "(none)"
+SECOND_MODELS = {"resnet18": ("vgg16",), "vgg16": ("resnet18",)}  # the paper's two architectures
+EMBEDDED_SECOND_MODELS = ("embedded_resnet", "embedded_vgg", "embedded")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,43 @@ class TrainingRequest:
     alphas: tuple[float, ...]
     lr: float
     epochs: int
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One model the page runs RIG on, with its own indices of the pair and its own view of the image."""
+    label: str
+    model: LoadedModel
+    model_key: str
+    classes: tuple[int, int]
+    x: torch.Tensor           # the selected image, ``model.preprocess``-ed
+
+
+def second_model_default(first: LoadedModel, names: Sequence[str], available: Sequence[str]) -> str:
+    """The second architecture offered first: the paper's other one for ResNet-18 / VGG16, another
+    embedded model for an embedded one (preferring those whose weights are ``available``), else none."""
+    wanted = EMBEDDED_SECOND_MODELS if rig.uses_embedded_dataset(first) else SECOND_MODELS.get(first.name, ())
+    candidates = [n for n in wanted if n in names and n != first.name]
+    ready = [n for n in candidates if n in available]
+    return (ready or candidates or [NO_SECOND_MODEL])[0]
+
+
+def architectures(models: Sequence[tuple[str, LoadedModel]], classes: Sequence[int | str], image: Image.Image,
+                  x: torch.Tensor) -> tuple[list[Architecture], list[str]]:
+    """The (model key, model) pairs as ``Architecture``s for the pair ``classes`` of the first model
+    (whose errors raise), ``x`` being its input; each other model matched by class name, or left out
+    with a message saying why."""
+    (first_key, first), others = models[0], models[1:]
+    kept = [(first_key, first, rig.class_pair(first, classes))]
+    notes = []
+    for key, model in others:
+        try:
+            kept.append((key, model, rig.matched_pair([first, model], classes)[1]))
+        except ParameterError as err:
+            notes.append(f"{err} Showing {first.name} alone.")
+    labels = rig.architecture_labels([model for _, model, _ in kept])
+    return [Architecture(label, model, key, pair, model.preprocess(image) if i else x)
+            for i, (label, (key, model, pair)) in enumerate(zip(labels, kept))], notes
 
 
 def default_pair(model: LoadedModel, predictions: Sequence[dict]) -> tuple[int, int]:
@@ -51,7 +94,9 @@ class RigSession:
     """Page 3's memory in ``st.session_state`` (any mutable mapping, for tests)."""
 
     def __init__(self, state: MutableMapping[str, Any]):
-        self._memo: dict[str, dict] = state.setdefault(STATE_KEY, {kind: {} for kind in _KINDS})
+        self._memo: dict[str, dict] = state.setdefault(STATE_KEY, {})
+        for kind in _KINDS:
+            self._memo.setdefault(kind, {})
 
     def _remember(self, kind: str, key: Hashable, compute: Callable[[], Any]) -> Any:
         store = self._memo[kind]
@@ -59,11 +104,29 @@ class RigSession:
             store[key] = compute()
         return store[key]
 
-    def training_sets(self, model: LoadedModel, model_key: str, classes: tuple[int, int], *, folder: str | None,
-                      seed: int, n: int) -> tuple[rig.TrainingData, rig.TrainingData]:
-        """``rig.training_sets``, once per model, pair and source."""
+    def second_model(self, key: str | None, load: Callable[[], LoadedModel]) -> LoadedModel | None:
+        """``load()`` for the second architecture chosen under ``key`` (None: no second one); a load
+        that failed raises its error again, without retrying, while the same one stays chosen."""
+        failed = self._memo["failed_load"]
+        if key in failed:
+            raise failed[key]
+        failed.clear()
+        if key is None:
+            return None
+        try:
+            return load()
+        except XAIError as err:
+            failed[key] = err
+            raise
+
+    def training_sets(self, model: LoadedModel, classes: tuple[int, int], *, folder: str | None, seed: int,
+                      n: int) -> tuple[rig.TrainingData, rig.TrainingData]:
+        """``rig.training_sets``, once per pair and source for every model that sees images alike (same
+        classes and preprocessing: the embedded architectures share theirs)."""
         source = (folder,) if folder else (seed, n)
-        return self._remember("data", (model_key, classes, *source),
+        sees = (tuple(model.categories), tuple(model.mean), tuple(model.std), model.input_size, model.resize_size,
+                model.interpolation)
+        return self._remember("data", (sees, classes, *source),
                               lambda: rig.training_sets(model, classes, folder=folder, seed=seed, n=n))
 
     def supports(self, request: TrainingRequest) -> rig.SupportNetworks | None:
@@ -95,12 +158,3 @@ class RigSession:
                     for i, (_, x) in enumerate(inputs)]
 
         return self._remember("explanations", key, run_all)
-
-    def occlusion_tables(self, model_key: str, arch: str, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        """Keep ``table`` for this model; return it with the previous architecture's when both have the same rows."""
-        self._memo["occlusion"].pop(model_key, None)  # re-inserted last: the most recent comes last
-        self._memo["occlusion"][model_key] = (arch, table)
-        recent = list(self._memo["occlusion"].values())[-2:]
-        if len(recent) == 2 and recent[0][1].index.equals(recent[1][1].index):
-            return dict(recent)
-        return dict(recent[-1:])

@@ -48,6 +48,18 @@ def occlusion_frame(model: LoadedModel, names: Sequence[str], inputs: Sequence[t
 
 
 def side_by_side(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Occlusion tables of several architectures as one frame of text ("—" for a missing number:
-    the data grid shows a missing number as "None", whatever the Styler's na_rep says)."""
-    return pd.concat(tables, axis=1).map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
+    """Tables of several architectures as one frame of text under one column level per architecture
+    (numbers to 3 decimals, "—" for a missing one: the data grid shows a missing number as "None",
+    whatever the Styler's na_rep says)."""
+    def text(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        return "—" if pd.isna(value) else f"{value:.3f}"
+
+    return pd.concat(tables, axis=1).map(text)
+
+
+def part_share_frame(reports: dict[str, dict]) -> pd.DataFrame:
+    """``rig.part_share_report`` of each architecture, one column each (its per-image rows left out)."""
+    return pd.DataFrame({label: {k: v for k, v in report.items() if k != "per_image"}
+                         for label, report in reports.items()}).astype(str)

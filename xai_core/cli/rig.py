@@ -1,49 +1,108 @@
-"""``rig``: train (or reload) the support networks and explain one image with RIG.
+"""``rig``: train (or reload) the support networks and explain one image with RIG, on one model or
+on several (``--model`` repeated: the paper reports every table for two architectures).
 
-Writes an .npz with ``ig`` and ``rig`` (2×H×W, one map per class in the order given),
-``logits`` (3×2: rows original, RIG-occluded, IG-occluded; columns the two classes'
-pre-softmax logits), plus ``network_maps`` (K+1×2×H×W), ``region`` (2×H×W) and ``classes``.
+Writes one .npz per model — ``--out`` itself for one model, else ``--out``'s stem + "_" + the
+model's name (numbered when a name repeats) — with ``ig`` and ``rig`` (2×H×W, one map per class
+in the order given), ``logits`` (3×2: rows original, RIG-occluded, IG-occluded; columns the two
+classes' pre-softmax logits), plus ``network_maps`` (K+1×2×H×W), ``region`` (2×H×W) and
+``classes`` (that model's indices). The printed summary has, per model, the logits table (the
+paper's Table 3) and the accuracy table on train and validation images (its Table 1).
 Every default is the library's (``xai_core.rig.defaults``).
 """
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import numpy as np
 
 from .. import rig
-from .common import DATA_HELP, AddCommand, add_model_args, load_input, load_model_from, output_path
+from ..imageio import load_image
+from .common import DATA_HELP, AddCommand, load_model_from, output_path
+
+LOGIT_ROWS = ("original", "rig_occluded", "ig_occluded")
+MODEL_OPTIONS = "model_options"  # namespace attribute: [(option, value), ...] in command-line order
+
+
+class _ModelOption(argparse.Action):
+    """Records ``--model``, ``--checkpoint`` and ``--class-names`` in order, so that each of the
+    last two applies to the ``--model`` it follows."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, MODEL_OPTIONS, [*(getattr(namespace, MODEL_OPTIONS, None) or []), (self.dest, values)])
+
+
+def model_specs(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One ``load_model_from`` namespace per ``--model``; a ``--checkpoint`` or ``--class-names``
+    belongs to the ``--model`` before it (to the first one when none is before it)."""
+    specs: list[argparse.Namespace] = []
+    before_any: dict[str, str] = {}
+    for option, value in getattr(args, MODEL_OPTIONS, None) or []:
+        if option == "model":
+            spec = argparse.Namespace(model=value, checkpoint=None, class_names=None, device=args.device)
+            specs.append(spec if specs else argparse.Namespace(**{**vars(spec), **before_any}))
+        elif specs:
+            setattr(specs[-1], option, value)
+        else:
+            before_any[option] = value
+    return specs
+
+
+def npz_paths(out: str, labels: list[str]) -> list[Path]:
+    """``out`` for one model; for several, ``out``'s stem + "_" + each label (file-name safe)."""
+    path = output_path(out)
+    if len(labels) == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}{path.suffix}") for label in labels]
+
+
+def _save(path: Path, result: rig.ArchitectureRig) -> None:
+    e = result.explanation
+    np.savez_compressed(path, ig=e.ig.astype(np.float32), rig=e.rig.astype(np.float32),
+                        logits=result.logits.astype(np.float32), network_maps=e.network_maps.astype(np.float32),
+                        region=e.region, classes=np.array(e.classes, dtype=np.int64))
+
+
+def _summary(path: Path, result: rig.ArchitectureRig) -> dict:
+    names = [result.model.categories[c] for c in result.explanation.classes]
+    supports = result.supports
+    return {"model": result.label, "out": str(path), "classes": names, "networks": result.explanation.network_names,
+            "data": result.train.source, "validation": result.val.source,
+            "loaded_from_disk": supports.loaded_from_disk, "store": str(supports.directory),
+            "training_mode": supports.mode,
+            "area_kept": {k: dict(zip(names, v.tolist())) for k, v in result.explanation.area.items()},
+            "logits": {row: dict(zip(names, values)) for row, values in zip(LOGIT_ROWS, result.logits.tolist())},
+            "accuracy": result.accuracy,
+            "final_mse": {f"{a:g}": curve[-1] for a, curve in supports.curves.items()}}
 
 
 def run_rig(args: argparse.Namespace) -> dict:
-    """Support networks for the pair, IG vs RIG on ``--image`` and the occlusion logits."""
-    model = load_model_from(args)
-    classes = rig.class_pair(model, [c.strip() for c in args.classes.split(",") if c.strip()])
-    train = rig.training_data(model, classes, folder=args.data, seed=args.seed, n=args.n)
-    supports = rig.train_support_networks(model, train, rig.parse_alphas(args.alphas), lr=args.lr,
-                                          epochs=args.epochs, seed=args.seed)
-    x = load_input(model, args.image)
-    explanation = rig.rig_explain(model, x, supports, tau=args.tau, steps=args.steps)
-    logits = rig.occlusion_logits(model, x, classes, explanation.occlusion_region, explanation.ig_scores)
-    out = output_path(args.out)
-    np.savez_compressed(out, ig=explanation.ig.astype(np.float32), rig=explanation.rig.astype(np.float32),
-                        logits=logits.astype(np.float32), network_maps=explanation.network_maps.astype(np.float32),
-                        region=explanation.region, classes=np.array(classes, dtype=np.int64))
-    names = [model.categories[c] for c in classes]
-    return {"out": str(out), "classes": names, "networks": explanation.network_names, "data": train.source,
-            "loaded_from_disk": supports.loaded_from_disk, "store": str(supports.directory),
-            "training_mode": supports.mode,
-            "area_kept": {k: dict(zip(names, v.tolist())) for k, v in explanation.area.items()},
-            "logits": {row: dict(zip(names, values)) for row, values in
-                       zip(("original", "rig_occluded", "ig_occluded"), logits.tolist())},
-            "final_mse": {f"{a:g}": curve[-1] for a, curve in supports.curves.items()}}
+    """Support networks for the pair on every ``--model``, IG vs RIG on ``--image``, both tables per model."""
+    models = [load_model_from(spec) for spec in model_specs(args)]
+    results = rig.rig_architectures(
+        models, [c.strip() for c in args.classes.split(",") if c.strip()], load_image(args.image), folder=args.data,
+        seed=args.seed, n=args.n, alphas=rig.parse_alphas(args.alphas), lr=args.lr, epochs=args.epochs,
+        tau=args.tau, steps=args.steps)
+    paths = npz_paths(args.out, [r.label for r in results])
+    for path, result in zip(paths, results):
+        _save(path, result)
+    return {"image": args.image, "architectures": [_summary(path, result) for path, result in zip(paths, results)]}
 
 
 def add_commands(add: AddCommand) -> None:
     """Register ``rig``."""
-    p = add("rig", run_rig, "RIG: support regression networks over α values, IG vs RIG and occlusion logits")
-    add_model_args(p)
-    p.add_argument("--classes", required=True, help="the two classes, e.g. cat,dog or 6,7")
+    p = add("rig", run_rig, "RIG: support regression networks over α values, IG vs RIG and occlusion logits, "
+                            "on one model or on several (--model repeated)")
+    p.add_argument("--model", required=True, action=_ModelOption,
+                   help="model name (see `models`), e.g. embedded; repeat it to compare architectures")
+    p.add_argument("--checkpoint", action=_ModelOption,
+                   help="state dict for the architecture of the --model before it (loaded with weights_only=True)")
+    p.add_argument("--class-names", dest="class_names", action=_ModelOption,
+                   help="comma-separated class names for the --checkpoint of the --model before it")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--classes", required=True, help="the two classes, e.g. cat,dog or 6,7 (by name in every "
+                                                    "further model, case-insensitively)")
     p.add_argument("--data", metavar="DIR", help=DATA_HELP + " (default: generated embedded-dataset images)")
     p.add_argument("--alphas", default=rig.format_alphas(rig.DEFAULT_ALPHAS),
                    help="α values; 0 stands for the classifier itself")
@@ -55,4 +114,4 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--seed", type=int, default=rig.DEFAULT_SEED,
                    help="seed of the embedded-dataset images and of the training batch order")
     p.add_argument("--image", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help=".npz file (several models: one per model, suffixed by its name)")

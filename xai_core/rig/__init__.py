@@ -18,10 +18,11 @@ The paper's three steps, one module each:
    (§5.2), against an equally large region taken from plain IG.
 
 ``evaluation`` holds the paper's accuracy table and the part-share report on the embedded
-dataset; ``defaults`` every default value.
+dataset; ``architectures`` runs all three steps on several models for the same pair (the paper
+reports every table for two architectures); ``defaults`` every default value.
 """
-from .data import (TrainingData, class_pair, embedded_data, folder_data, training_data, training_sets,
-                   uses_embedded_dataset)
+from .architectures import ArchitectureRig, architecture_labels, matched_pair, rig_architectures
+from .data import TrainingData, class_pair, embedded_data, folder_data, training_sets, uses_embedded_dataset
 from .defaults import (DEFAULT_ALPHAS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_N,
                        DEFAULT_REPORT_N, DEFAULT_REPORT_SEED, DEFAULT_RULE, DEFAULT_SEED, DEFAULT_STEPS,
                        DEFAULT_TAU)
@@ -31,10 +32,11 @@ from .targets import batched_logits, modified_targets
 from .training import SupportNetworks, format_alphas, parse_alphas, train_support_networks
 
 __all__ = [
+    "ArchitectureRig", "architecture_labels", "matched_pair", "rig_architectures",
     "DEFAULT_ALPHAS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_N", "DEFAULT_REPORT_N",
     "DEFAULT_REPORT_SEED", "DEFAULT_RULE", "DEFAULT_SEED", "DEFAULT_STEPS", "DEFAULT_TAU",
     "RigExplanation", "SupportNetworks", "TrainingData", "accuracy_table", "batched_logits",
     "class_pair", "embedded_data", "folder_data", "format_alphas", "important_regions", "modified_targets",
     "occlusion_logits", "parse_alphas", "part_share_report", "rig_explain", "top_region", "train_support_networks",
-    "training_data", "training_sets", "uses_embedded_dataset",
+    "training_sets", "uses_embedded_dataset",
 ]

@@ -101,14 +101,6 @@ def _embedded_training(model: LoadedModel, classes: Sequence[int], seed: int, n:
     return embedded_data(model, classes, seed, n)
 
 
-def training_data(model: LoadedModel, classes: Sequence[int], *, folder: str | os.PathLike | None = None,
-                  seed: int = DEFAULT_SEED, n: int = DEFAULT_N) -> TrainingData:
-    """The training split of ``training_sets`` alone (without generating the validation images)."""
-    if folder:
-        return folder_data(model, folder, classes)[0]
-    return _embedded_training(model, classes, seed, n)
-
-
 def training_sets(model: LoadedModel, classes: Sequence[int], *, folder: str | os.PathLike | None = None,
                   seed: int = DEFAULT_SEED, n: int = DEFAULT_N) -> tuple[TrainingData, TrainingData]:
     """(train, validation) for the pair: from ``folder`` when given, else from the embedded dataset
