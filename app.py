@@ -60,6 +60,7 @@ def home() -> None:
   occlusion sensitivity and rotation.
 - **Evaluate** — methods × metrics over many images (pointing game, HAGTR/MAGTR/MANGTR, deletion and
   insertion, sanity checks), with confidence intervals and the worst and best images.
+- **Compare** — two to four models on one image and one class: maps side by side, their agreement, inversions.
 """)
 
 

@@ -1,9 +1,12 @@
 """Real-browser smoke test: the app served by ``streamlit run`` and driven by chromium."""
 from __future__ import annotations
 
+import io
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
@@ -97,4 +100,19 @@ def test_the_evaluate_page_runs_a_small_evaluation(page):
     page.wait_for_selector('[data-testid="stDataFrame"]')
     assert page.get_by_role("heading", name="Methods × metrics").is_visible()
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1  # the per-image distributions
+    assert page.locator(EXCEPTION).count() == 0
+
+
+def test_the_compare_page_draws_the_grid_and_the_agreement_table(page):
+    """The Compare page in the browser: the models × methods grid is drawn (its screenshot holds the colour
+    map's colours, not a blank or grey chart), with the predictions beside it and no exception."""
+    page.locator(NAV_LINKS).filter(has_text="Compare").click()
+    _wait_for_run(page)
+    assert page.get_by_role("heading", name="Compare models").is_visible()
+    grid = page.locator('[data-testid="stPlotlyChart"]').first
+    grid.locator(".js-plotly-plot image").first.wait_for()
+    page.wait_for_selector(PREDICTION_BARS)
+    shot = np.asarray(Image.open(io.BytesIO(grid.screenshot())).convert("RGB"), dtype=np.int16)
+    saturation = shot.max(axis=2) - shot.min(axis=2)
+    assert (saturation > 20).mean() > 0.3, "the grid's overlays are missing from the screenshot"
     assert page.locator(EXCEPTION).count() == 0
