@@ -6,7 +6,6 @@ second architecture picked here, side by side; what the session remembers betwee
 (second model, training images, networks, explanations) is ``ui/rig_session.py``, the tables
 are ``ui/rig_tables.py``.
 """
-import pandas as pd
 import streamlit as st
 
 from ui.cache import cached_explain, get_engine, get_model, model_key, progress_bar, run_with_progress

@@ -6,7 +6,8 @@ import streamlit as st
 from ui.cache import cached_predict, get_engine, progress_bar
 from ui.compare_figures import agreement_frame, comparison_grid, inversion_figure, predictions_column
 from ui.compare_session import (CompareInversion, cached_maps, class_options, has_shared_params, load_compared,
-                                model_options, shared_param_widgets, sidebar_option)
+                                model_options, sidebar_option)
+from ui.params import param_widgets
 from ui.sidebar import sidebar
 from xai_core.compare import compare_models, match_classes
 from xai_core.errors import XAIError
@@ -79,7 +80,7 @@ slots = st.columns(PARAMETER_COLUMNS) if tunable else []
 for i, name in enumerate(tunable):
     spec = METHODS[name]
     with slots[i % PARAMETER_COLUMNS].expander(f"{spec.label} parameters, for every model"):
-        chosen[name] = shared_param_widgets(spec, compared[0].model, key_prefix=KEY)
+        chosen[name] = param_widgets(spec, compared[0].model, key_prefix=KEY, layers=False)
 if any(METHODS[name].uses_layer for name in methods):
     st.caption("Layer methods run on each model's own default layer: "
                + ", ".join(f"{row.label} → `{row.model.default_layer}`" for row in compared) + ".")

@@ -50,7 +50,7 @@ def model_key(name: str, checkpoint_hash: str | None, class_names: Sequence[str]
     return f"{name}|{checkpoint_hash or 'pretrained'}|{names}|{device}"
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+@st.cache_resource(show_spinner="Loading model…", max_entries=6)  # four compared models, the sidebar's, one spare
 def _load(name: str, checkpoint_hash: str | None, checkpoint_name: str, class_names: tuple[str, ...] | None,
           device: str, _checkpoint: bytes | None) -> LoadedModel:
     source = None

@@ -23,13 +23,12 @@ from xai_core.engine import Engine
 from xai_core.errors import XAIError
 from xai_core.inversion import InversionResult, InversionRun, InversionSettings
 from xai_core.methods import METHODS, Method
-from xai_core.methods.base import BASE_PREFIX
 from xai_core.model_handle import LoadedModel
 from xai_core.models import list_models
 
 from .cache import cached_explain, get_model, model_key, progress_bar
 from .inversion_session import InversionSession
-from .params import param_widget, widget_kind
+from .params import widget_kind
 from .sidebar import Selection
 
 _FAILED = "compare.failed"
@@ -125,21 +124,8 @@ def cached_maps(compared: Sequence[ComparedModel], image_hash: str) -> MapSource
 
 
 def has_shared_params(method: Method) -> bool:
-    """Whether ``shared_param_widgets`` draws anything for ``method`` (a CAM's only parameter is its layer)."""
+    """Whether ``param_widgets(..., layers=False)`` draws anything for ``method`` (a CAM's only parameter is its layer)."""
     return method.bases is not None or any(widget_kind(n, p) != "layer" for n, p in method.params.items())
-
-
-def shared_param_widgets(method: Method, model: LoadedModel, *, key_prefix: str, container: Any = st) -> dict:
-    """``ui.params.param_widgets`` without the widgets of one model's layers: every compared model
-    runs a layer method on its own default layer, so only parameters all models share are drawn."""
-    prefix = f"{key_prefix}.{method.name}"
-    values = {name: param_widget(name, param, model, key=f"{prefix}.{name}", container=container)
-              for name, param in method.params.items() if widget_kind(name, param) != "layer"}
-    if method.bases is not None:
-        own = shared_param_widgets(method.bases[values["base"]], model, key_prefix=f"{prefix}.base",
-                                   container=container)
-        values |= {BASE_PREFIX + name: value for name, value in own.items()}
-    return values
 
 
 # -------------------------------------------------------------------- inversion

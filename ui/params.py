@@ -26,23 +26,26 @@ LOG_SLIDER_POINTS = 61
 
 
 def param_widgets(method: Method, model: LoadedModel, *, key_prefix: str, container: Any = st,
-                  columns: int = 1) -> dict[str, Any]:
+                  columns: int = 1, layers: bool = True) -> dict[str, Any]:
     """Draw a widget for every parameter of ``method`` in ``container``; return ``{name: value}``.
 
     Keys are ``KEY_PREFIX.METHOD.NAME``. ``columns`` > 1 lays the widgets out in rows of that
     many columns. For a composing method the chosen base method's widgets follow (keys
     ``KEY_PREFIX.METHOD.base.BASE.NAME``, so each base keeps its own values) and its values
-    come back as ``base.NAME``.
+    come back as ``base.NAME``. ``layers=False`` leaves out layer pickers (a page comparing
+    models runs each on its own default layer).
     """
     prefix = f"{key_prefix}.{method.name}"
+    drawn = {name: param for name, param in method.params.items() if layers or widget_kind(name, param) != "layer"}
     values = {}
-    for i, (name, param) in enumerate(method.params.items()):
+    for i, (name, param) in enumerate(drawn.items()):
         if i % columns == 0:
             row = container.columns(columns) if columns > 1 else [container]
         values[name] = param_widget(name, param, model, key=f"{prefix}.{name}", container=row[i % columns])
     if method.bases is not None:
         base = method.bases[values["base"]]
-        own = param_widgets(base, model, key_prefix=f"{prefix}.base", container=container, columns=columns)
+        own = param_widgets(base, model, key_prefix=f"{prefix}.base", container=container, columns=columns,
+                            layers=layers)
         values |= {BASE_PREFIX + name: value for name, value in own.items()}
     return values
 
