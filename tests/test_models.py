@@ -251,6 +251,7 @@ class _ToyFamily:
     """A family the registry has never heard of: a 1×1 conv and a linear head, weights in a dict."""
 
     names = ("toy",)
+    prefix = ""
 
     def __init__(self, trained: dict[str, torch.Tensor]):
         self.trained = trained

@@ -220,6 +220,7 @@ class _DictFamily:
 
     with_logits: bool
     names: tuple[str, ...] = ("dict_net",)
+    prefix: str = ""
 
     def build(self, name, num_classes=None, **arch):
         return _DictNet(self.with_logits)

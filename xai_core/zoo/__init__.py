@@ -18,7 +18,6 @@ FAMILIES: tuple[ModelFamily, ...] = (
 )
 
 
-
 def model_names() -> list[str]:
     """Every registered architecture name, family by family."""
     return [name for family in FAMILIES for name in family.names]
@@ -29,7 +28,7 @@ def family_of(name: str) -> ModelFamily:
     for family in FAMILIES:
         if name in family.names:
             return family
-    prefixed = [family for family in FAMILIES if getattr(family, "prefix", None)]
+    prefixed = [family for family in FAMILIES if family.prefix]
     for family in prefixed:
         if name.startswith(family.prefix):  # the family itself says whether it knows the rest of the name
             return family

@@ -53,6 +53,7 @@ class EmbeddedFamily:
     """The embedded architectures, whose widths and classes a checkpoint may change."""
 
     names = tuple(ARCHITECTURES)
+    prefix = ""
 
     def build(self, name: str, num_classes: int | None = None, **arch: int) -> nn.Module:
         """The architecture with fresh weights; ``arch`` may set its widths (see each constructor)."""

@@ -38,6 +38,7 @@ class ModelFamily(Protocol):
     """The questions the registry asks each family about one of its architecture names."""
 
     names: tuple[str, ...]
+    prefix: str  # "" for a closed set of names; else every name starting with it is the family's ("timm:")
 
     def build(self, name: str, num_classes: int | None = None, **arch: int) -> nn.Module:
         """The architecture with fresh weights; ``num_classes=None`` means the family's own classes."""

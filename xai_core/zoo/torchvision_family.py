@@ -57,6 +57,7 @@ class TorchvisionFamily:
     """The ``TORCHVISION`` architectures, with their ImageNet weights from torch's hub cache."""
 
     names = tuple(TORCHVISION)
+    prefix = ""
 
     def build(self, name: str, num_classes: int | None = None, **arch: int) -> nn.Module:
         """``torchvision.models.get_model`` without weights."""
