@@ -3,10 +3,11 @@ DeconvNet projections and rotation / scale / shift sensitivity."""
 import streamlit as st
 
 from ui.cache import (cached_deconv_projections, cached_occlusion, cached_transform_sensitivity, get_engine,
-                      get_model, progress_bar)
+                      get_model)
 from ui.colormaps import DIVERGING
 from ui.figures import (categorical_map_figure, history_figure, image_figure, image_grid_figure, line_figure,
                         overlay_figure, position_map_figure)
+from ui.inversion_controls import stop_resume_advance
 from ui.inversion_session import InversionSession
 from ui.params import param_widget
 from ui.sidebar import sidebar
@@ -156,17 +157,7 @@ with tab_inversion:
                           start_image=selection.image if from_image else None, engine=get_engine(selection.device))
         except XAIError as err:
             st.error(str(err))
-    c1, c2 = st.columns(2)
-    if c1.button("Stop", disabled=not session.running, key="inv.stop"):
-        session.stop()
-    if c2.button("Resume", disabled=session.active or not session.unfinished, key="inv.resume"):
-        session.resume()
-    if session.running:
-        bar = progress_bar("Optimising (Stop keeps what is reached)")
-        try:
-            session.advance(bar)
-        finally:
-            bar.done()
+    stop_resume_advance(session, key="inv", label="Optimising (Stop keeps what is reached)")
 
     for column, (name, run) in zip(st.columns(max(1, len(session.runs))), session.runs):
         result = run.result()

@@ -3,7 +3,8 @@ name, each model's top-5 predictions, how much the models' maps agree, and each 
 visualisation (or deep dream of the image) side by side."""
 import streamlit as st
 
-from ui.cache import cached_predict, get_engine, progress_bar
+from ui.cache import cached_predict, get_engine
+from ui.inversion_controls import stop_resume_advance
 from ui.compare_figures import agreement_frame, comparison_grid, inversion_figure, predictions_column
 from ui.compare_session import (CompareInversion, cached_maps, class_options, has_shared_params, load_compared,
                                 model_options, sidebar_option)
@@ -129,17 +130,7 @@ if submitted:
                                engine=get_engine(selection.device))
     except XAIError as err:
         st.error(str(err))
-c1, c2 = st.columns(2)
-if c1.button("Stop", disabled=not session.running, key=f"{KEY}.inv.stop"):
-    session.stop()
-if c2.button("Resume", disabled=session.active or not session.unfinished, key=f"{KEY}.inv.resume"):
-    session.resume()
-if session.running:
-    bar = progress_bar("Optimising every model (Stop keeps what is reached)")
-    try:
-        session.advance(bar)
-    finally:
-        bar.done()
+stop_resume_advance(session, key=f"{KEY}.inv", label="Optimising every model (Stop keeps what is reached)")
 results = session.results()
 if results:
     st.plotly_chart(inversion_figure(results), **PLOT | {"width": "content"})

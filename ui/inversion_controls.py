@@ -1,0 +1,24 @@
+"""The Stop / Resume buttons and the progress bar of a running inversion (pages 4 and 6)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from .cache import progress_bar
+from .inversion_session import InversionSession
+
+
+def stop_resume_advance(session: InversionSession, *, key: str, label: str) -> None:
+    """Draw Stop and Resume (keys ``KEY.stop``/``KEY.resume``), then advance a running session
+    under a progress bar titled ``label``; a widget change interrupts the script between batches,
+    and the session keeps what it reached."""
+    stop, resume = st.columns(2)
+    if stop.button("Stop", disabled=not session.running, key=f"{key}.stop"):
+        session.stop()
+    if resume.button("Resume", disabled=session.active or not session.unfinished, key=f"{key}.resume"):
+        session.resume()
+    if session.running:
+        bar = progress_bar(label)
+        try:
+            session.advance(bar)
+        finally:
+            bar.done()
