@@ -1,10 +1,13 @@
 """Where evaluated images come from: labelled images with their ground truth, batch by batch.
 
-A source string names one of three kinds (``open_source``):
+A source string names one of four kinds (``open_source``):
 
 - ``embedded:SEED``: a fresh split of the embedded dataset (``xai_core.dataset``), sample ``i``
   being ``make_sample(SEED, i)``; ground truth: the object mask, or the part mask with
   ``ground_truth="part"`` (the badge of ``hexagon_dot`` / ``hexagon_cross``, the whole object otherwise);
+- ``shortcut:SEED`` / ``shortcut-train:SEED``: the shortcut dataset (``xai_core.shortcut_dataset``),
+  the same images with a corner cue independent of the label / naming it in 95 % of images; same
+  ground truth (the cue lies outside the object);
 - a folder ``dataset-export`` wrote (``labels.csv`` + ``masks/``): the masks it lists;
 - an ImageFolder (``DIR/<class>/*.jpg``) with ``DIR/boxes.csv``: the object boxes, one row per
   box, in pixels of the original image, x1 and y1 exclusive (see ``xai_core.folder_dataset``)::
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import dataset
+from .. import dataset, shortcut_dataset
 from ..errors import ParameterError
 from ..folder_dataset import Box, LabelledFile, class_index, class_indices, read_labelled_folder
 from ..imageio import load_image
@@ -53,6 +56,11 @@ GROUND_TRUTHS = ("object", "part")
 """What the ground truth marks: the whole object, or its discriminative part (embedded data and its exports)."""
 
 EMBEDDED_PREFIX = "embedded:"
+SHORTCUT_PREFIX = "shortcut:"
+SHORTCUT_TRAIN_PREFIX = "shortcut-train:"
+SHORTCUT_SPLITS = {SHORTCUT_PREFIX: shortcut_dataset.DECORRELATED,
+                   SHORTCUT_TRAIN_PREFIX: shortcut_dataset.TRAIN_AGREEMENT}
+"""The shortcut dataset's splits by source prefix: the share of images whose cue names their class."""
 
 
 @dataclass
@@ -86,17 +94,27 @@ class EvaluationSource(Protocol):
 
 
 def open_source(source: str, model: LoadedModel, ground_truth: str = "object") -> EvaluationSource:
-    """The source ``source`` names (``embedded:SEED`` or a folder), prepared for ``model``."""
+    """The source ``source`` names (``embedded:SEED``, ``shortcut:SEED``, ``shortcut-train:SEED`` or a
+    folder), prepared for ``model``."""
     if ground_truth not in GROUND_TRUTHS:
         raise ParameterError(f"Unknown ground truth '{ground_truth}'; choose one of {', '.join(GROUND_TRUTHS)}.")
     if source.startswith(EMBEDDED_PREFIX):
-        seed = source[len(EMBEDDED_PREFIX):].strip()
-        if not seed.isdigit():
-            raise ParameterError(f"'{source}': the embedded dataset is named embedded:SEED, e.g. embedded:3.")
-        return EmbeddedSource(model, int(seed), ground_truth)
+        return EmbeddedSource(model, _seed(source, EMBEDDED_PREFIX), ground_truth)
+    for prefix in SHORTCUT_SPLITS:
+        if source.startswith(prefix):
+            return ShortcutSource(model, _seed(source, prefix), prefix, ground_truth)
     if not Path(source).is_dir():
-        raise ParameterError(f"Data source '{source}' is neither embedded:SEED nor a folder.")
+        raise ParameterError(f"Data source '{source}' is neither embedded:SEED, shortcut:SEED, "
+                             "shortcut-train:SEED nor a folder.")
     return FolderSource(model, source, ground_truth)
+
+
+def _seed(source: str, prefix: str) -> int:
+    """The SEED of ``PREFIXSEED``; ``ParameterError`` when it is not a non-negative integer."""
+    seed = source[len(prefix):].strip()
+    if not seed.isdigit():
+        raise ParameterError(f"'{source}': a generated split is named {prefix}SEED, e.g. {prefix}3.")
+    return int(seed)
 
 
 # ------------------------------------------------------------------ geometry
@@ -137,21 +155,25 @@ def _batch(indices: Sequence[int], ids: list[str], images: list[torch.Tensor], l
 
 
 # ------------------------------------------------------------------ sources
-class EmbeddedSource:
-    """A fresh split of the embedded dataset by seed: sample ``i`` is ``make_sample(seed, i)``.
+class _GeneratedSource:
+    """A split generated from a seed: sample ``i`` is ``self._sample(i)``, its id ``PREFIXSEED:i``.
 
     Labels name the model's classes by name (the embedded model's) or, for any other model, by
     the dataset's class index.
     """
     has_ground_truth = True
+    prefix: str
 
     def __init__(self, model: LoadedModel, seed: int, ground_truth: str = "object"):
         self.model, self.seed, self.ground_truth = model, seed, ground_truth
-        self.description = f"embedded dataset, seed {seed}"
         self._classes = [_class_of(model, k) for k in range(len(dataset.CLASSES))]
         if None in self._classes:
             raise ParameterError(f"{model.name} has {model.num_classes} classes: too few for the embedded "
                                  f"dataset's {len(dataset.CLASSES)}.")
+
+    def _sample(self, index: int) -> dataset.Sample:
+        """Sample ``index`` of the split (each subclass generates its own)."""
+        raise NotImplementedError
 
     def select(self, n: int) -> list[int]:
         """Samples 0 … n-1 (labels cycle through the classes, so every n is balanced)."""
@@ -159,12 +181,41 @@ class EmbeddedSource:
 
     def load(self, indices: Sequence[int]) -> Batch:
         """Generate the samples at ``indices``."""
-        samples = [dataset.make_sample(self.seed, i) for i in indices]
+        samples = [self._sample(i) for i in indices]
         masks = [mask_to_input(self.model, s.part_mask if self.ground_truth == "part" else s.object_mask)
                  for s in samples]
-        return _batch(indices, [f"{EMBEDDED_PREFIX}{self.seed}:{i}" for i in indices],
+        return _batch(indices, [f"{self.prefix}{self.seed}:{i}" for i in indices],
                       [self.model.preprocess(s.pil()) for s in samples],
                       [self._classes[s.label] for s in samples], masks)
+
+
+class EmbeddedSource(_GeneratedSource):
+    """A fresh split of the embedded dataset by seed: sample ``i`` is ``make_sample(seed, i)``."""
+    prefix = EMBEDDED_PREFIX
+
+    def __init__(self, model: LoadedModel, seed: int, ground_truth: str = "object"):
+        super().__init__(model, seed, ground_truth)
+        self.description = f"embedded dataset, seed {seed}"
+
+    def _sample(self, index: int) -> dataset.Sample:
+        return dataset.make_sample(self.seed, index)
+
+
+class ShortcutSource(_GeneratedSource):
+    """A split of the shortcut dataset (``xai_core.shortcut_dataset``) by seed: ``shortcut:SEED``, the
+    cue independent of the label, or ``shortcut-train:SEED``, the cue agreeing with it in 95 % of images.
+
+    The ground truth is the object's (or part's), as in the embedded dataset: the cue is outside it.
+    """
+
+    def __init__(self, model: LoadedModel, seed: int, prefix: str, ground_truth: str = "object"):
+        super().__init__(model, seed, ground_truth)
+        self.prefix, self.agreement = prefix, SHORTCUT_SPLITS[prefix]
+        split = "cue independent of the label" if prefix == SHORTCUT_PREFIX else f"cue = label in {self.agreement:.0%}"
+        self.description = f"shortcut dataset, seed {seed} ({split})"
+
+    def _sample(self, index: int) -> dataset.Sample:
+        return shortcut_dataset.make_shortcut_sample(self.seed, index, self.agreement)
 
 
 def _class_of(model: LoadedModel, k: int) -> int | None:
