@@ -98,7 +98,8 @@ def add_commands(add: AddCommand) -> None:
             "score methods with metrics over a dataset: per-image rows to --out, the summary table on stdout")
     add_model_args(p)
     p.add_argument("--data", required=True, metavar="SOURCE",
-                   help=f"embedded:SEED (a fresh embedded split), or a {DATA_HELP}; ground truth from an "
+                   help=f"embedded:SEED (a fresh embedded split), shortcut:SEED / shortcut-train:SEED (with a random / "
+                        f"class-agreeing corner cue), or a {DATA_HELP}; ground truth from an "
                         "export's masks or from DIR/boxes.csv (path,x0,y0,x1,y1 in original pixels)")
     p.add_argument("-n", "--n", type=int, required=True,  # -n passes through torchrun, which takes --n for its --nnodes
                    help="number of images (write -n N under torchrun)")
