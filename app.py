@@ -61,6 +61,8 @@ def home() -> None:
 - **Evaluate** — methods × metrics over many images (pointing game, HAGTR/MAGTR/MANGTR, deletion and
   insertion, sanity checks), with confidence intervals and the worst and best images.
 - **Compare** — two to four models on one image and one class: maps side by side, their agreement, inversions.
+- **Fine-tune** — retrain a copy of the shortcut model so its Grad-CAM lands on the object; curves, scores
+  and Grad-CAM before/after.
 """)
 
 

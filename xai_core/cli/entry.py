@@ -13,11 +13,11 @@ import sys
 from typing import Any
 
 from ..errors import XAIError
-from . import dataset, evaluate, explain, invert, models, rig
+from . import dataset, evaluate, explain, finetune, invert, models, rig
 from .common import Handler, jsonable
 
 ERROR_EXIT = 2
-GROUPS = (models, dataset, explain, evaluate, rig, invert)  # the order of ``--help``
+GROUPS = (models, dataset, explain, evaluate, finetune, rig, invert)  # the order of ``--help``
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -189,15 +189,24 @@ def _record(epoch: int, name: str, terms: list[dict[str, float]], weights: list[
 
 
 def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, train: Split, config: FinetuneConfig,
-                engine: Engine, *, epoch: int = 0, progress: Progress | None = None) -> EpochRecord:
+                engine: Engine, *, epoch: int = 0, progress: Progress | None = None,
+                shard: tuple[int, int] = (0, 1)) -> EpochRecord:
     """One pass over ``train`` in a seeded shuffled order, a step per ``accumulate`` micro-batches.
 
-    ``progress(fraction of the epoch, message)`` after each step; it may raise to stop."""
+    ``progress(fraction of the epoch, message)`` after each step; it may raise to stop. With
+    ``shard=(rank, world)`` (``finetune.distributed``) each step spans ``accumulate × world``
+    micro-batches of the same order, of which this process takes the ``rank``-th ``accumulate``;
+    an incomplete last step is dropped, so that every process takes part in every step."""
     start = time.perf_counter()
     set_train_mode(module, config.freeze_batchnorm)
     order = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(config.seed + epoch))
+    rank, world = shard
+    if world > 1:
+        order = order[:len(order) - len(order) % (config.micro_batch * config.accumulate * world)]
     batches = _micro_batches(train, config.micro_batch, order)
-    steps = [batches[i:i + config.accumulate] for i in range(0, len(batches), config.accumulate)]
+    per_step = config.accumulate * world
+    steps = [batches[i:i + per_step][rank * config.accumulate:(rank + 1) * config.accumulate]
+             for i in range(0, len(batches), per_step)]
     terms, sizes = [], []
     for done, step in enumerate(steps, start=1):
         terms.append(finetune_step(module, optimizer, step, config, engine))
