@@ -8,12 +8,13 @@ from ui.figures import heatmap_grid
 from ui.finetune_figures import comparison_table, confusion_figure, learning_curves
 from ui.finetune_session import FinetuneSession, checkpoint_bytes, shortcut_splits
 from ui.inversion_controls import stop_resume_advance
-from ui.sidebar import sidebar
+from ui.sidebar import select_checkpoint, sidebar
 from xai_core import shortcut_dataset
 from xai_core.errors import XAIError
 from xai_core.finetune import LOSS_FORMS, SALIENCY_MAPS, FinetuneConfig
 
 KEY = "ft"
+FINETUNED_NAME = "shortcut_finetuned.pt"
 TRAIN_SEED, VAL_SEED = 21, 22          # apart from the seeds the shortcut model was trained and tested on
 TRAINABLE = {"all": "all", "head": "head (final linear layer)", "last_block": "last block (holding the layer)"}
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -83,6 +84,11 @@ st.plotly_chart(heatmap_grid([model.to_display(image) for image in x],
                              [[b, a] for b, a in zip(run.before.gallery_maps, run.after.gallery_maps)],
                              [names[int(label)] for label in labels], ["before", "after"], shared_scale=False,
                              cell_px=180), **PLOT)
-st.download_button("Download the fine-tuned checkpoint", checkpoint_bytes(run.module), "shortcut_finetuned.pt",
-                   "application/octet-stream", key=f"{KEY}.download",
-                   help="A state dict for the `embedded` architecture: upload it in the sidebar as a checkpoint.")
+finetuned = checkpoint_bytes(run.module)
+use, download = st.columns(2)
+use.button("Use it on every page", key=f"{KEY}.use", on_click=select_checkpoint,
+           args=(model.arch, FINETUNED_NAME, finetuned),
+           help="The sidebar's model becomes this fine-tuned copy (as a custom checkpoint), for every page.")
+download.download_button("Download the fine-tuned checkpoint", finetuned, FINETUNED_NAME,
+                         "application/octet-stream", key=f"{KEY}.download",
+                         help="A state dict for the `embedded` architecture: upload it in the sidebar as a checkpoint.")

@@ -133,3 +133,20 @@ def test_the_gallery_shows_registered_grad_cam_on_the_lowest_magtr_images(shortc
     np.testing.assert_allclose(run.before.gallery_maps, maps[run.gallery], atol=1e-5)
     magtr = localisation_terms(torch.from_numpy(maps), val[2])["magtr"].numpy()
     assert magtr[run.gallery].max() <= np.delete(magtr, run.gallery).min() + 1e-6
+
+
+def test_the_fine_tuned_model_becomes_the_sidebars_model_for_every_page(shortcut_model):
+    at = _small_page(epochs=1)
+    at.button(key="ft.start").click()
+    _run(at)
+    run = at.session_state["ft.state"]["run"]
+    at.button(key="ft.use").click()
+    _run(at)
+    kept = at.session_state["xai.checkpoint"]
+    assert (kept["arch"], kept["filename"]) == ("embedded", "shortcut_finetuned.pt")
+    assert at.session_state["w.model"] == "embedded"
+    assert any("Using shortcut_finetuned.pt for embedded" in c.value for c in at.sidebar.caption)
+    reloaded = load_model("embedded", checkpoint=io.BytesIO(kept["bytes"]))
+    _, val = shortcut_splits(32, 16, TRAIN_SEED, VAL_SEED)
+    with torch.no_grad():  # the sidebar now serves the fine-tuned weights, not the shipped ones
+        assert torch.allclose(reloaded.module(val[0]), run.module(val[0]), atol=1e-6)

@@ -28,6 +28,8 @@ from xai_core.finetune.losses import localisation_terms, saliency_maps
 from xai_core.finetune.training import Split, evaluate_split, make_optimizer, trainable_copy
 from xai_core.model_handle import LoadedModel
 
+from .stepped_session import SteppedSession
+
 STATE_KEY = "ft.state"
 GALLERY_SIZE = 4
 """Validation images shown before/after: those whose Grad-CAM MAGTR was lowest before fine-tuning."""
@@ -128,12 +130,11 @@ def _snapshot(module: nn.Module, val: Split, gallery: np.ndarray, config: Finetu
     return Snapshot(record, confusion(val[1].numpy(), predicted, classes), maps)
 
 
-class FinetuneSession:
-    """Page 7's run, kept in ``state`` (``st.session_state``); the interface of ``InversionSession``
-    that ``inversion_controls.stop_resume_advance`` drives."""
+class FinetuneSession(SteppedSession):
+    """Page 7's run, kept in ``state`` (``st.session_state``), driven by ``inversion_controls.stop_resume_advance``."""
 
     def __init__(self, state: MutableMapping[str, Any]):
-        self._state: dict = state.setdefault(STATE_KEY, {"run": None, "active": False})
+        super().__init__(state, STATE_KEY, {"run": None})
 
     @property
     def run(self) -> FinetuneRun | None:
@@ -144,16 +145,6 @@ class FinetuneSession:
     def unfinished(self) -> bool:
         """Whether the run has epochs left."""
         return self.run is not None and not self.run.finished
-
-    @property
-    def active(self) -> bool:
-        """Whether the run should keep training (started or resumed, not stopped)."""
-        return self._state["active"]
-
-    @property
-    def running(self) -> bool:
-        """Whether this rerun should train: active, with epochs left."""
-        return self.active and self.unfinished
 
     def start(self, model: LoadedModel, config: FinetuneConfig, epochs: int, train: Split, val: Split,
               engine: Engine) -> None:
@@ -171,14 +162,6 @@ class FinetuneSession:
         _to(module, optimizer, torch.device("cpu"))
         self._state.update(run=FinetuneRun(config, epochs, train, val, module, optimizer, engine, before, gallery),
                            active=True)
-
-    def stop(self) -> None:
-        """The click that interrupted the run: keep the epochs completed."""
-        self._state["active"] = False
-
-    def resume(self) -> None:
-        """Go on from the epochs completed."""
-        self._state["active"] = True
 
     def advance(self, progress: Progress) -> None:
         """Train the remaining epochs (``progress`` may interrupt one: completed epochs are kept and the

@@ -1,13 +1,13 @@
-"""The Stop / Resume buttons and the progress bar of a running inversion (pages 4 and 6)."""
+"""The Stop / Resume buttons and the progress bar of stepped work (inversions on pages 4 and 6, fine-tuning on 7)."""
 from __future__ import annotations
 
 import streamlit as st
 
 from .cache import progress_bar
-from .inversion_session import InversionSession
+from .stepped_session import SteppedSession
 
 
-def stop_resume_advance(session: InversionSession, *, key: str, label: str) -> None:
+def stop_resume_advance(session: SteppedSession, *, key: str, label: str) -> None:
     """Draw Stop and Resume (keys ``KEY.stop``/``KEY.resume``), then advance a running session
     under a progress bar titled ``label``; a widget change interrupts the script between batches,
     and the session keeps what it reached."""

@@ -16,14 +16,16 @@ from xai_core.engine import Engine, Progress
 from xai_core.inversion import InversionRun, InversionSettings, run_together
 from xai_core.model_handle import LoadedModel
 
+from .stepped_session import SteppedSession
+
 STATE_KEY = "inv.state"
 
 
-class InversionSession:
+class InversionSession(SteppedSession):
     """Page 4's runs (one per model: the sidebar's, and optionally a second architecture)."""
 
     def __init__(self, state: MutableMapping[str, Any]):
-        self._state: dict = state.setdefault(STATE_KEY, {"runs": [], "active": False})
+        super().__init__(state, STATE_KEY, {"runs": []})
 
     @property
     def runs(self) -> list[tuple[str, InversionRun]]:
@@ -35,16 +37,6 @@ class InversionSession:
         """Whether some run has steps left."""
         return any(not run.finished for _, run in self.runs)
 
-    @property
-    def active(self) -> bool:
-        """Whether the runs should keep optimising (started or resumed, not stopped)."""
-        return self._state["active"]
-
-    @property
-    def running(self) -> bool:
-        """Whether this rerun should optimise: active, with steps left."""
-        return self.active and self.unfinished
-
     def start(self, model: LoadedModel, targets: Sequence[int], settings: InversionSettings, *,
               others: Sequence[LoadedModel] = (), start_image: Image.Image | None, engine: Engine) -> None:
         """New runs: ``targets`` on ``model``, and the same classes (by name) on each of ``others``;
@@ -54,14 +46,6 @@ class InversionSession:
                                       start=None if start_image is None else m.preprocess(start_image)))
                 for m, classes in [(model, targets), *((other, names) for other in others)]]
         self._state.update(runs=runs, active=True)
-
-    def stop(self) -> None:
-        """The click that interrupted the run: keep what it reached."""
-        self._state["active"] = False
-
-    def resume(self) -> None:
-        """Go on from the steps reached."""
-        self._state["active"] = True
 
     def advance(self, progress: Progress) -> None:
         """Optimise every run until done (``progress`` may interrupt it: the steps done are kept, and the

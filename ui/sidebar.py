@@ -120,6 +120,15 @@ def _checkpoint_widgets(model_name: str) -> dict | None:
         return {**checkpoint, "class_names": parse_class_names(names_text)}
 
 
+def select_checkpoint(arch: str, filename: str, data: bytes) -> None:
+    """Make ``data``, a state dict for ``arch`` made in this session (a fine-tuned model), the sidebar's
+    model on every page, as if it had been uploaded. A widget callback: the model picker can be set only
+    before it is drawn."""
+    st.session_state["w.model"] = arch
+    _keep("checkpoint", {"file_id": None, "filename": filename, "arch": arch, "bytes": data,
+                         "hash": bytes_hash(data)})
+
+
 def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[LoadedModel, str]:
     """The chosen model, or, when it cannot be loaded, the last one that could (error shown)."""
     class_names = checkpoint["class_names"] if checkpoint else None
