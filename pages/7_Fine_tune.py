@@ -6,7 +6,7 @@ import streamlit as st
 from ui.cache import get_engine, get_model
 from ui.figures import heatmap_grid
 from ui.finetune_figures import comparison_table, confusion_figure, learning_curves
-from ui.finetune_session import FinetuneSession, checkpoint_bytes, shortcut_splits
+from ui.finetune_session import FinetuneSession, check_shortcut_model, checkpoint_bytes, shortcut_splits
 from ui.inversion_controls import stop_resume_advance
 from ui.sidebar import select_checkpoint, sidebar
 from xai_core import shortcut_dataset
@@ -24,11 +24,24 @@ selection = sidebar()
 st.title("Fine-tune")
 st.caption("The shipped shortcut model classifies by a coloured corner patch that agrees with the label in 95 % "
            "of its training images. Fine-tune a copy with a loss that rewards Grad-CAM on the object "
-           f"(trained on `shortcut-train:{TRAIN_SEED}`, validated on `shortcut:{VAL_SEED}`, where the patch is "
-           "independent of the label). The sidebar's model is not changed.")
+           "(trained on shortcut images where the cue agrees with the label as often as you choose, validated "
+           "on images where the patch is "
+           "independent of the label). The sidebar's model changes only if you choose to use the result.")
 
-model = get_model("embedded", shortcut_dataset.CHECKPOINT.read_bytes(), None, selection.device,
-                  checkpoint_name=shortcut_dataset.CHECKPOINT.name)
+SHIPPED, SIDEBAR = "the shipped shortcut model", "the sidebar's model"
+source = st.radio("Model to fine-tune (a copy)", [SHIPPED, SIDEBAR], horizontal=True, key=f"{KEY}.source",
+                  help="The sidebar's model must classify the embedded shapes at 64×64: the embedded family or a "
+                       "checkpoint of it.")
+if source == SHIPPED:
+    model = get_model("embedded", shortcut_dataset.CHECKPOINT.read_bytes(), None, selection.device,
+                      checkpoint_name=shortcut_dataset.CHECKPOINT.name)
+else:
+    model = selection.model
+    try:
+        check_shortcut_model(model)
+    except XAIError as error:
+        st.error(str(error))
+        st.stop()
 c1, c2, c3, c4 = st.columns(4)
 form = c1.selectbox("Loss form", LOSS_FORMS, index=LOSS_FORMS.index("weighted_mangtr"), key=f"{KEY}.form")
 saliency = c1.selectbox("Saliency map in the loss", SALIENCY_MAPS, key=f"{KEY}.saliency")
@@ -44,16 +57,30 @@ accumulate = c4.number_input("Accumulation steps", 1, 64, 1, key=f"{KEY}.accumul
                                   "many times larger, in the memory of one micro-batch.")
 n_train = c4.number_input("Training images", 8, 4096, 256, 8, key=f"{KEY}.n_train")
 n_val = c4.number_input("Validation images", 8, 2048, 128, 8, key=f"{KEY}.n_val")
+d1, d2, d3 = st.columns(3)
+agreement = d1.slider("Cue agrees with the label in (training images)", 0.125, 1.0,
+                      shortcut_dataset.TRAIN_AGREEMENT, 0.005, key=f"{KEY}.agreement",
+                      help="0.125 = 1/8: the cue says nothing (a control); validation images always have a random cue.")
+train_seed = d2.number_input("Training images seed", 0, 10**6, TRAIN_SEED, key=f"{KEY}.train_seed")
+val_seed = d3.number_input("Validation images seed", 0, 10**6, VAL_SEED, key=f"{KEY}.val_seed")
 st.caption(f"Saliency layer: `{model.default_layer}`. Loss forms: " + "; ".join([
     "ce: CE", "ce_x_1m_hagtr: CE·(1 − HAGTR)", "ce_x_1m_magtr: CE·(1 − MAGTR)", "ce_div_magtr: CE / MAGTR",
     "weighted: k1·CE + k2·(1 − MAGTR)", "weighted_mangtr: k1·CE + k2·(1 − MAGTR) + k3·MANGTR"]) + ".")
 
-session = FinetuneSession(st.session_state)
+curves = st.empty()  # redrawn after every epoch while a run trains, then once more below
+
+
+def draw_curves(run, moment: str = "now") -> None:
+    """The learning curves so far, in place; each draw of one script run has its own key."""
+    curves.plotly_chart(learning_curves(run.records, run.before.record), key=f"{KEY}.curves.{moment}", **PLOT)
+
+
+session = FinetuneSession(st.session_state, on_epoch=lambda run: draw_curves(run, f"epoch{len(run.records)}"))
 if st.button("Start fine-tuning", type="primary", key=f"{KEY}.start"):
     config = FinetuneConfig(layer=model.default_layer, form=form, k1=k1, k2=k2, k3=k3, saliency=saliency, lr=lr,
                             micro_batch=int(micro_batch), accumulate=int(accumulate), trainable=trainable)
     try:
-        train, val = shortcut_splits(int(n_train), int(n_val), TRAIN_SEED, VAL_SEED)
+        train, val = shortcut_splits(int(n_train), int(n_val), int(train_seed), int(val_seed), agreement)
         session.start(model, config, int(epochs), train, val, get_engine(selection.device))
     except XAIError as error:
         st.error(str(error))
@@ -65,12 +92,12 @@ if run is None:
     st.stop()
 
 st.caption(f"{run.epochs_done} of {run.epochs} epochs" + ("" if run.finished else " (stopped: Resume goes on)"))
-st.plotly_chart(learning_curves(run.records, run.before.record), **PLOT)
+draw_curves(run)
 if run.after is None:
     st.stop()
 
-st.subheader("Validation: start vs final")
-st.dataframe(comparison_table(run.before.record, run.after.record), width="content")
+st.subheader("Start vs final")
+st.dataframe(comparison_table(run.before, run.after), width="content")
 names = model.categories
 before_col, after_col = st.columns(2)
 before_col.plotly_chart(confusion_figure(run.before.confusion, names, "Confusion before"), **PLOT)

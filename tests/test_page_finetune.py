@@ -12,9 +12,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ui.finetune_session import FinetuneSession, checkpoint_bytes, shortcut_splits
+from ui.finetune_session import (FinetuneSession, check_shortcut_model, checkpoint_bytes, gradcam_maps,
+                                 shortcut_splits)
 from xai_core import shortcut_dataset
 from xai_core.engine import Engine
+from xai_core.errors import ParameterError
 from xai_core.finetune import FinetuneConfig, localisation_terms
 from xai_core.methods import explain
 from xai_core.models import load_model
@@ -72,6 +74,13 @@ def test_a_run_records_every_epoch_and_compares_start_with_final(shortcut_model)
     final_accuracy = _accuracy(run.module, val)
     assert table.loc["accuracy", "final"] == pytest.approx(final_accuracy)
     assert table.loc["MAGTR", "final"] == pytest.approx(run.records[-1].magtr)
+    # where the cue agrees (the training split): the copy's own accuracy there; pointing game from its maps
+    train, _ = shortcut_splits(32, 16, TRAIN_SEED, VAL_SEED)
+    assert table.loc["accuracy where the cue agrees (training split)", "final"] == pytest.approx(
+        _accuracy(run.module, train))
+    maps, _ = gradcam_maps(run.module, val, run.config.layer, torch.device("cpu"))
+    hits = [bool(mask.flatten()[m.argmax()]) for m, mask in zip(maps, val[2])]
+    assert table.loc["pointing game (Grad-CAM)", "final"] == pytest.approx(np.mean(hits))
     assert run.after.confusion.sum() == 16
     assert np.trace(run.after.confusion) / 16 == pytest.approx(final_accuracy)
     assert all(p.device.type == "cpu" for p in run.module.parameters())
@@ -150,3 +159,37 @@ def test_the_fine_tuned_model_becomes_the_sidebars_model_for_every_page(shortcut
     _, val = shortcut_splits(32, 16, TRAIN_SEED, VAL_SEED)
     with torch.no_grad():  # the sidebar now serves the fine-tuned weights, not the shipped ones
         assert torch.allclose(reloaded.module(val[0]), run.module(val[0]), atol=1e-6)
+
+
+def test_the_curves_are_redrawn_after_every_epoch(shortcut_model):
+    train, val = shortcut_splits(16, 8, TRAIN_SEED, VAL_SEED)
+    seen = []
+    session = FinetuneSession({}, on_epoch=lambda run: seen.append(run.epochs_done))
+    session.start(shortcut_model, FinetuneConfig(layer=shortcut_model.default_layer, lr=1e-3, micro_batch=8), 3,
+                  train, val, Engine("cpu"))
+    session.advance(lambda fraction, message: None)
+    assert seen == [1, 2, 3] and session.run.finished
+
+
+def test_the_sidebars_model_can_be_fine_tuned_when_it_reads_the_shortcut_images(resnet_random):
+    at = _small_page(epochs=1)
+    at.radio(key="ft.source").set_value("the sidebar's model")
+    at.button(key="ft.start").click()
+    _run(at)
+    assert not at.error, [e.value for e in at.error]
+    run = at.session_state["ft.state"]["run"]
+    assert run.finished and run.config.layer == "features.block4"  # the sidebar's default: the shipped embedded CNN
+    with pytest.raises(ParameterError, match="does not classify the embedded shapes"):
+        check_shortcut_model(resnet_random)
+
+
+def test_the_training_images_follow_the_chosen_seed_and_cue_agreement():
+    at = _small_page(epochs=1)
+    at.slider(key="ft.agreement").set_value(0.125)
+    at.number_input(key="ft.train_seed").set_value(5)
+    at.button(key="ft.start").click()
+    _run(at)
+    run = at.session_state["ft.state"]["run"]
+    train, val = shortcut_splits(32, 16, 5, VAL_SEED, 0.125)
+    assert torch.equal(run.train[0], train[0]) and torch.equal(run.val[0], val[0])
+    assert not torch.equal(run.train[0], shortcut_splits(32, 16, 5, VAL_SEED)[0][0])  # the cue moved

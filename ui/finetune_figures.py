@@ -1,7 +1,7 @@
 """Figures of page 7 (pure plotly): learning curves, confusion matrices, the start-vs-final table."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,9 @@ from plotly.subplots import make_subplots
 from xai_core.finetune import EpochRecord
 
 from .figures import _LEGEND, _MARGIN, _PALETTE
+
+if TYPE_CHECKING:
+    from .finetune_session import Snapshot
 
 CURVES = {"accuracy": "Accuracy", "magtr": "MAGTR (Grad-CAM mass on the object)", "ce": "Cross-entropy",
           "loss": "Loss"}
@@ -49,9 +52,12 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str)
     return fig
 
 
-def comparison_table(start: EpochRecord, final: EpochRecord) -> pd.DataFrame:
-    """Validation scores at the start and at the end of the run, and their change."""
-    rows = {label: [getattr(start, field), getattr(final, field)] for field, label in COMPARED.items()}
+def comparison_table(start: Snapshot, final: Snapshot) -> pd.DataFrame:
+    """Validation scores (and the accuracy where the cue agrees) at the start and at the end of the run,
+    and their change."""
+    rows = {label: [getattr(start.record, field), getattr(final.record, field)] for field, label in COMPARED.items()}
+    rows["accuracy where the cue agrees (training split)"] = [start.cue_accuracy, final.cue_accuracy]
+    rows["pointing game (Grad-CAM)"] = [start.pointing_game, final.pointing_game]
     frame = pd.DataFrame(rows, index=["start", "final"]).T
     frame["change"] = frame["final"] - frame["start"]
     return frame

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any, MutableMapping
+from typing import Any, Callable, MutableMapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from xai_core import shortcut_dataset
+from xai_core import dataset, shortcut_dataset
 from xai_core.engine import Engine, Progress
 from xai_core.errors import ParameterError
 from xai_core.finetune import EpochRecord, FinetuneConfig, train_epoch
@@ -36,14 +36,24 @@ GALLERY_SIZE = 4
 _USES_K = {"weighted": ("k1", "k2"), "weighted_mangtr": ("k1", "k2", "k3")}
 
 
-def shortcut_splits(n_train: int, n_val: int, train_seed: int, val_seed: int) -> tuple[Split, Split]:
-    """(train, val): ``shortcut-train:TRAIN_SEED`` (the cue agrees with the label) and ``shortcut:VAL_SEED``
-    (the cue independent of it), each as (x, labels, object masks)."""
+def shortcut_splits(n_train: int, n_val: int, train_seed: int, val_seed: int,
+                    agreement: float = shortcut_dataset.TRAIN_AGREEMENT) -> tuple[Split, Split]:
+    """(train, val): shortcut images of ``train_seed`` whose cue agrees with the label in ``agreement`` of
+    them (``shortcut-train:SEED`` at the default) and ``shortcut:VAL_SEED`` (the cue independent of the
+    label), each as (x, labels, object masks)."""
     if n_train < 1 or n_val < 1:
         raise ParameterError("Fine-tuning needs at least one training and one validation image.")
-    train = shortcut_dataset.shortcut_tensors(train_seed, n_train, shortcut_dataset.TRAIN_AGREEMENT)[:3]
+    train = shortcut_dataset.shortcut_tensors(train_seed, n_train, agreement)[:3]
     val = shortcut_dataset.shortcut_tensors(val_seed, n_val, shortcut_dataset.DECORRELATED)[:3]
     return train, val
+
+
+def check_shortcut_model(model: LoadedModel) -> None:
+    """``ParameterError`` unless ``model`` reads the shortcut dataset: the embedded classes at its size."""
+    if list(model.categories) != list(dataset.CLASSES) or model.input_size != dataset.IMAGE_SIZE:
+        raise ParameterError(f"{model.name} does not classify the embedded shapes at {dataset.IMAGE_SIZE}×"
+                             f"{dataset.IMAGE_SIZE} ({model.num_classes} classes, input {model.input_size} px); "
+                             "choose an embedded model in the sidebar, or the shipped shortcut model.")
 
 
 def check_weights(config: FinetuneConfig) -> None:
@@ -84,6 +94,8 @@ class Snapshot:
     record: EpochRecord
     confusion: np.ndarray
     gallery_maps: np.ndarray             # GALLERY_SIZE×H×W Grad-CAM maps of the gallery images
+    cue_accuracy: float                  # accuracy on the training split, where the cue agrees with the label
+    pointing_game: float                 # share of validation maps whose maximum is on the object
 
 
 @dataclass
@@ -121,20 +133,29 @@ def _to(module: nn.Module, optimizer: torch.optim.Optimizer, device: torch.devic
                 state[name] = value.to(device)
 
 
-def _snapshot(module: nn.Module, val: Split, gallery: np.ndarray, config: FinetuneConfig, engine: Engine,
-              classes: int, epoch: int) -> Snapshot:
+def pointing_game(maps: np.ndarray, masks: torch.Tensor) -> float:
+    """Share of the N×H×W ``maps`` whose maximum falls inside the object mask of its image."""
+    peaks = maps.reshape(len(maps), -1).argmax(axis=1)
+    return float(masks.reshape(len(maps), -1).numpy()[np.arange(len(maps)), peaks].astype(bool).mean())
+
+
+def _snapshot(module: nn.Module, train: Split, val: Split, gallery: np.ndarray, config: FinetuneConfig,
+              engine: Engine, classes: int, epoch: int) -> Snapshot:
     record = evaluate_split(module, val, config, engine, epoch=epoch)
     predicted = predictions(module, val[0], config.micro_batch, engine.device)
-    subset = tuple(t[torch.from_numpy(gallery)] for t in val)
-    maps, _ = gradcam_maps(module, subset, config.layer, engine.device)
-    return Snapshot(record, confusion(val[1].numpy(), predicted, classes), maps)
+    on_cue = predictions(module, train[0], config.micro_batch, engine.device)
+    maps, _ = gradcam_maps(module, val, config.layer, engine.device)
+    return Snapshot(record, confusion(val[1].numpy(), predicted, classes), maps[gallery],
+                    cue_accuracy=float((on_cue == train[1].numpy()).mean()), pointing_game=pointing_game(maps, val[2]))
 
 
 class FinetuneSession(SteppedSession):
     """Page 7's run, kept in ``state`` (``st.session_state``), driven by ``inversion_controls.stop_resume_advance``."""
 
-    def __init__(self, state: MutableMapping[str, Any]):
+    def __init__(self, state: MutableMapping[str, Any], on_epoch: Callable[[FinetuneRun], None] | None = None):
+        """``on_epoch(run)`` is called after every completed epoch (the page redraws its curves live)."""
         super().__init__(state, STATE_KEY, {"run": None})
+        self.on_epoch = on_epoch
 
     @property
     def run(self) -> FinetuneRun | None:
@@ -158,7 +179,7 @@ class FinetuneSession(SteppedSession):
         optimizer = make_optimizer(module, config)
         _, magtr = gradcam_maps(module, val, config.layer, engine.device)
         gallery = np.argsort(magtr, kind="stable")[:GALLERY_SIZE]
-        before = _snapshot(module, val, gallery, config, engine, len(model.categories), epoch=-1)
+        before = _snapshot(module, train, val, gallery, config, engine, len(model.categories), epoch=-1)
         _to(module, optimizer, torch.device("cpu"))
         self._state.update(run=FinetuneRun(config, epochs, train, val, module, optimizer, engine, before, gallery),
                            active=True)
@@ -179,7 +200,9 @@ class FinetuneSession(SteppedSession):
                 trained = train_epoch(run.module, run.optimizer, run.train, run.config, engine, epoch=epoch,
                                       progress=epoch_progress)
                 run.records += [trained, evaluate_split(run.module, run.val, run.config, engine, epoch=epoch)]
-            run.after = _snapshot(run.module, run.val, run.gallery, run.config, engine,
+                if self.on_epoch is not None:
+                    self.on_epoch(run)
+            run.after = _snapshot(run.module, run.train, run.val, run.gallery, run.config, engine,
                                   len(run.before.confusion), epoch=run.epochs - 1)
             self._state["active"] = False
         finally:
