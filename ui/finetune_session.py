@@ -26,6 +26,7 @@ from xai_core.errors import ParameterError
 from xai_core.finetune import EpochRecord, FinetuneConfig, train_epoch
 from xai_core.finetune.losses import localisation_terms, saliency_maps
 from xai_core.finetune.training import Split, evaluate_split, make_optimizer, trainable_copy
+from xai_core.metrics.localisation import pointing_hits
 from xai_core.model_handle import LoadedModel
 
 from .stepped_session import SteppedSession
@@ -133,20 +134,15 @@ def _to(module: nn.Module, optimizer: torch.optim.Optimizer, device: torch.devic
                 state[name] = value.to(device)
 
 
-def pointing_game(maps: np.ndarray, masks: torch.Tensor) -> float:
-    """Share of the N×H×W ``maps`` whose maximum falls inside the object mask of its image."""
-    peaks = maps.reshape(len(maps), -1).argmax(axis=1)
-    return float(masks.reshape(len(maps), -1).numpy()[np.arange(len(maps)), peaks].astype(bool).mean())
-
-
 def _snapshot(module: nn.Module, train: Split, val: Split, gallery: np.ndarray, config: FinetuneConfig,
               engine: Engine, classes: int, epoch: int) -> Snapshot:
     record = evaluate_split(module, val, config, engine, epoch=epoch)
     predicted = predictions(module, val[0], config.micro_batch, engine.device)
     on_cue = predictions(module, train[0], config.micro_batch, engine.device)
     maps, _ = gradcam_maps(module, val, config.layer, engine.device)
+    hits = pointing_hits(torch.from_numpy(maps), val[2].bool(), 0.0)  # the Evaluate page's pointing game
     return Snapshot(record, confusion(val[1].numpy(), predicted, classes), maps[gallery],
-                    cue_accuracy=float((on_cue == train[1].numpy()).mean()), pointing_game=pointing_game(maps, val[2]))
+                    cue_accuracy=float((on_cue == train[1].numpy()).mean()), pointing_game=float(hits.float().mean()))
 
 
 class FinetuneSession(SteppedSession):
