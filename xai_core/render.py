@@ -74,10 +74,11 @@ def grid_ranges(maps: Sequence[np.ndarray | None], cmap: str, shared: bool) -> l
 
 
 def relative_ticks(cmap: str) -> dict[float, str]:
-    """Colour-bar ticks for maps scaled each to its own range: position in [0, 1] -> what it means."""
+    """Colour-bar ticks for maps scaled each to its own range, written "lo … hi" under each map:
+    position in [0, 1] -> which end of that text it is."""
     if cmap == DIVERGING:
-        return {0.0: "-max|v|", 0.5: "0", 1.0: "+max|v|"}
-    return {0.0: "min", 1.0: "max"}
+        return {0.0: "lo", 0.5: "0", 1.0: "hi"}
+    return {0.0: "lo", 1.0: "hi"}
 
 
 def normalize(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
@@ -140,6 +141,52 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, cmap: str = "viridis", alpha
     return blended.round().clip(0, 255).astype(np.uint8)
 
 
+OUTLINE_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 255), (0, 255, 0), (0, 255, 255), (255, 128, 0),
+                                                   (255, 255, 0))
+"""Outline colours in order of the outlines' names: saturated, far from one another and from the
+diverging map's blue, white-grey and red."""
+
+
+def outline_colours(names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """The colour each named outline is drawn in (``draw_outlines``), for the legends that name them."""
+    return {name: OUTLINE_COLOURS[i % len(OUTLINE_COLOURS)] for i, name in enumerate(names)}
+
+
+def outline_pixels(shape: tuple[int, int], outline: np.ndarray | Sequence[float], size: tuple[int, int] | None = None,
+                   thickness: int = 1) -> np.ndarray:
+    """The H×W boolean pixels of an outline ``thickness`` pixels wide, inside its region: an H×W
+    boolean mask, or a box ``(x0, y0, x1, y1)`` (pixels x0 ≤ x < x1, y0 ≤ y < y1, as masks' extents).
+
+    A mask is resized to ``shape`` with nearest neighbour (its own shape gives its coordinates); a box's
+    coordinates refer to an image of ``size`` (height, width; default ``shape``) and are scaled to ``shape``.
+    """
+    h, w = shape
+    if isinstance(outline, np.ndarray) and outline.ndim == 2:
+        region = np.asarray(Image.fromarray(outline.astype(bool)).resize((w, h), Image.NEAREST), dtype=bool)
+    else:
+        sy, sx = (h / size[0], w / size[1]) if size else (1.0, 1.0)
+        x0, y0, x1, y1 = (float(v) for v in outline)
+        region = np.zeros((h, w), bool)
+        region[max(0, round(y0 * sy)):min(h, round(y1 * sy)), max(0, round(x0 * sx)):min(w, round(x1 * sx))] = True
+    inner = region
+    for _ in range(thickness):  # erode: a pixel stays inside when its four neighbours are in the region
+        padded = np.pad(inner, 1)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return region & ~inner
+
+
+def draw_outlines(rgb: np.ndarray, outlines: dict[str, np.ndarray | Sequence[float]],
+                  size: tuple[int, int] | None = None, thickness: int | None = None) -> np.ndarray:
+    """A copy of the H×W×3 uint8 picture with each named outline (mask or box, see ``outline_pixels``)
+    drawn in its ``outline_colours`` colour, later names over earlier ones. ``thickness`` defaults to
+    one pixel per 112 of the picture's shorter side (2 on a 224×224 overlay)."""
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    thickness = thickness or max(1, round(min(out.shape[:2]) / 112))
+    for name, colour in outline_colours(list(outlines)).items():
+        out[outline_pixels(out.shape[:2], outlines[name], size, thickness)] = colour
+    return out
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """An H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA) uint8 array as PNG file bytes."""
     image = np.asarray(image)
@@ -148,3 +195,18 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Pictures of one size (H×W×3 uint8) in a grid, ``rows[r][c]``, ``gap`` white pixels apart:
+    (R·H + (R−1)·gap) × (C·W + (C−1)·gap) × 3 uint8, C the longest row's length."""
+    h, w = np.asarray(rows[0][0]).shape[:2]
+    n_cols = max(len(row) for row in rows)
+    canvas = np.full((len(rows) * (h + gap) - gap, n_cols * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            picture = np.asarray(picture)
+            if picture.shape != (h, w, 3) or picture.dtype != np.uint8:
+                raise ValueError(f"tile takes {h}×{w}×3 uint8 pictures; got {picture.shape} {picture.dtype}.")
+            canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = picture
+    return canvas

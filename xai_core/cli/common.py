@@ -1,5 +1,6 @@
 """What every subcommand shares: model arguments and loading, input images, ``KEY=VALUE``
-parsing, count and output-path checks, library defaults, and conversion of results to JSON.
+parsing, count and output-path checks, library defaults, conversion of results to JSON and
+the number format of the human-readable output.
 
 Subcommand modules import this module, never the one that builds the parser (``entry``).
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -76,21 +79,67 @@ def at_least_one(value: int, option: str) -> None:
         raise ParameterError(f"{option} must be at least 1.")
 
 
-def output_path(path: str, suffix: str | None = None) -> Path:
-    """``path``, checked for ``suffix`` (e.g. ".png"), with its folder created."""
+def output_path(path: str, suffix: str | None = None, option: str = "--out") -> Path:
+    """``path`` (given as ``option``), checked for ``suffix`` (e.g. ".png") and for not being a
+    folder, with its folder created."""
     out = Path(path)
+    if out.is_dir() or path.endswith(("/", os.sep)):
+        raise ParameterError(f"{option} must be a file, got the folder '{out}'.")
     if suffix is not None and out.suffix.lower() != suffix:
-        raise ParameterError(f"--out must be a {suffix} file, got '{out.name}'.")
+        raise ParameterError(f"{option} must be a {suffix} file, got '{out.name}'.")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
+def add_png_arg(p: argparse.ArgumentParser, picture: str) -> None:
+    """``--png FILE``: the ``picture`` rendered by ``xai_core.render``."""
+    p.add_argument("--png", metavar="FILE", help=f".png file: {picture}")
+
+
+def png_path(args: argparse.Namespace) -> Path | None:
+    """The checked ``--png`` path, or ``None`` without one (checked before any work is done)."""
+    return output_path(args.png, ".png", "--png") if args.png else None
+
+
+def number(value: float | int) -> str:
+    """A number as the human-readable output shows it: integers whole, floats to 4 significant digits."""
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def plain(value: Any) -> str:
+    """A JSON-like value as one line of text: numbers by ``number``, lists and dicts flattened."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={plain(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v) for v in value) or "—"
+    if isinstance(value, (float, int, np.number)) and not isinstance(value, bool):
+        return number(value)
+    return str(value)
+
+
+def text_table(header: list[str], rows: list[list[Any]], indent: str = "  ") -> str:
+    """Rows under a header, columns aligned: text to the left, numbers (``number``) to the right."""
+    cells = [[c if isinstance(c, str) else number(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+    numeric = [any(not isinstance(row[i], str) for row in rows) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return indent + "  ".join(c.rjust(w) if right else c.ljust(w)
+                                  for c, w, right in zip(row, widths, numeric)).rstrip()
+    return "\n".join(line(row) for row in [header, *cells])
+
+
 def jsonable(value: Any) -> Any:
-    """numpy scalars/arrays (in results and extras) → plain JSON values."""
+    """numpy scalars/arrays (in results and extras) → plain JSON values; a NaN or infinite float
+    → ``None`` (JSON has no NaN)."""
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

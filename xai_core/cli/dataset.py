@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ParameterError
-from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, load_model_from
+from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, load_model_from, number, text_table
 
 def run_dataset_export(args: argparse.Namespace) -> dict:
     """Write ``--n`` samples of seed ``--seed`` under ``--out``."""
@@ -34,12 +34,26 @@ def run_dataset_eval(args: argparse.Namespace) -> dict:
     return {"model": model.name, "seed": args.seed, **evaluate(model, args.seed, args.n)}
 
 
+def describe_export(result: dict) -> str:
+    """``run_dataset_export``'s result as one line."""
+    return f"wrote {result['n']} images of seed {result['seed']} under {result['out']}; labels: {result['labels']}"
+
+
+def describe_eval(result: dict) -> str:
+    """``run_dataset_eval``'s result: the accuracy, then one row per class."""
+    source = result["data"] if "data" in result else f"embedded dataset, seed {result['seed']}"
+    return "\n".join([f"{result['model']} on {source}: accuracy {number(result['accuracy'])} "
+                      f"over {result['n']} images",
+                      text_table(["class", "accuracy"], [[name, value] for name, value in result["per_class"].items()])])
+
+
 def add_commands(add: AddCommand) -> None:
     """Register ``dataset-export`` and ``dataset-eval``."""
     p = add("dataset-export", run_dataset_export, "write embedded-dataset images, masks and labels.csv")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
+    p.set_defaults(describe=describe_export)
 
     p = add("dataset-eval", run_dataset_eval,
             "accuracy on a freshly generated embedded-dataset split (--seed, --n) or on a folder (--data)")
@@ -47,3 +61,4 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--seed", type=int, help="seed of the generated split")
     p.add_argument("--n", type=int, help="images in the generated split")
     p.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    p.set_defaults(describe=describe_eval)

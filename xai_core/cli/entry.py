@@ -1,8 +1,10 @@
 """The parser and ``main``: one subcommand module per group, each registering its commands.
 
 Each subcommand is a handler ``run_NAME(args) -> dict | list``; the result is printed as one
-JSON object with ``--json``, else as short human-readable text. Any error a user can cause
-ends with exit code 2 and one line on stderr (set ``XAI_DEBUG=1`` for the traceback).
+JSON object with ``--json`` (NaN written as null: the output stays valid JSON), else as short
+human-readable text: the subcommand's own ``describe(result) -> str`` where it sets one with
+``set_defaults(describe=...)``, else a generic rendering of the result's shape. Any error a user
+can cause ends with exit code 2 and one line on stderr (set ``XAI_DEBUG=1`` for the traceback).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ GROUPS = (models, dataset, explain, evaluate, finetune, rig, invert)  # the orde
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m xai_core`` parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m xai_core", description="XAI Lab core from the command line.")
+    parser = argparse.ArgumentParser(prog="python -m xai_core", description="XAI Lab core from the command line.",
+                                     epilog=explain.method_names())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Handler, help_text: str, **parser_kwargs: Any) -> argparse.ArgumentParser:
@@ -36,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_human(result: Any) -> None:
-    if isinstance(result, list):
+def _print_human(args: argparse.Namespace, result: Any) -> None:
+    if getattr(args, "describe", None) is not None:
+        print(args.describe(result))
+    elif isinstance(result, list):
         for row in result:
             print("  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, (list, dict))))
     elif isinstance(result, dict) and "predictions" in result:
@@ -62,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return ERROR_EXIT
     try:
         if args.json:
-            print(json.dumps(jsonable(result)))
+            print(json.dumps(jsonable(result), allow_nan=False))
         else:
-            _print_human(result)
+            _print_human(args, result)
         sys.stdout.flush()
     except BrokenPipeError:  # the reader (`| head`) stopped early: not an error; silence the final flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

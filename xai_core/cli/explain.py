@@ -1,4 +1,5 @@
-"""``explain``: any registered method on one image, written as an .npz.
+"""``explain``: any registered method on one image, written as an .npz (and, with ``--png``, as
+the picture the app draws: the map over the input as the model sees it).
 
 Registry-generic: ``--method`` is any name of ``xai_core.methods.METHODS`` and ``--param
 KEY=VALUE`` any of its parameters (a composed method's base ones as ``base.NAME``), parsed
@@ -12,7 +13,9 @@ import textwrap
 
 import numpy as np
 
-from .common import AddCommand, add_model_args, jsonable, load_input, load_model_from, output_path, parse_params
+from .. import render
+from .common import (AddCommand, add_model_args, add_png_arg, jsonable, library_default, load_input, load_model_from,
+                     number, output_path, parse_params, plain, png_path)
 
 
 def run_explain(args: argparse.Namespace) -> dict:
@@ -20,6 +23,7 @@ def run_explain(args: argparse.Namespace) -> dict:
     from ..methods import explain, get_method
 
     get_method(args.method)  # fail fast on an unknown name, before loading anything
+    png = png_path(args)
     model = load_model_from(args)
     x = load_input(model, args.image)
     target = args.target if args.target is not None else model.predict(x.to(model.device), 1)[0]["index"]
@@ -31,9 +35,24 @@ def run_explain(args: argparse.Namespace) -> dict:
         arrays["attribution"] = result.attribution.astype(np.float32)
     out = output_path(args.out)
     np.savez_compressed(out, **arrays)
-    return {"out": str(out), "method": result.method, "target": result.target,
+    written = {"out": str(out)}
+    if png is not None:
+        png.write_bytes(render.png_bytes(render.overlay(model.to_display(x), result.map, args.colormap)))
+        written["png"] = str(png)
+    return {**written, "model": model.name, "method": result.method, "target": result.target,
             "target_name": model.categories[result.target], "params": jsonable(result.params),
-            "map_shape": list(result.map.shape), "extras": jsonable(result.extras)}
+            "map_shape": list(result.map.shape), "map_min": float(result.map.min()),
+            "map_max": float(result.map.max()), "extras": jsonable(result.extras)}
+
+
+def describe(result: dict) -> str:
+    """``run_explain``'s result as a few lines of text."""
+    lines = [f"{result['method']} on {result['model']}, target {result['target_name']} (class {result['target']})",
+             f"map {'×'.join(map(str, result['map_shape']))}, min {number(result['map_min'])}, "
+             f"max {number(result['map_max'])}"]
+    lines += [f"{title}: {plain(result[key])}" for key, title in (("params", "parameters"), ("extras", "extras"))
+              if result[key]]
+    return "\n".join([*lines, "wrote " + ", ".join(result[key] for key in ("out", "png") if key in result)])
 
 
 def method_list() -> str:
@@ -49,6 +68,14 @@ def method_list() -> str:
     return "\n".join(lines)
 
 
+def method_names() -> str:
+    """The registered methods' names in one wrapped paragraph, for the top-level ``--help``."""
+    from ..methods import METHODS
+
+    return textwrap.fill("methods of `explain --method` (their parameters: `explain --help`): " + ", ".join(METHODS),
+                         100)
+
+
 def add_commands(add: AddCommand) -> None:
     """Register ``explain``."""
     p = add("explain", run_explain, "explain a decision with any registered method; writes an .npz",
@@ -60,3 +87,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a method parameter; repeat for several")
     p.add_argument("--out", required=True, help=".npz file: input, map, attribution, target, method, params")
+    add_png_arg(p, "the map over the input as the model sees it (grey), each map to its own range, as in the app")
+    colormap = library_default(render.overlay, "cmap")
+    p.add_argument("--colormap", choices=render.COLORMAPS, default=colormap,
+                   help=f"colour map of --png (default {colormap})")
+    p.set_defaults(describe=describe)

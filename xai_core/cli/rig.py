@@ -5,9 +5,11 @@ Writes one .npz per model — ``--out`` itself for one model, else ``--out``'s s
 model's name (numbered when a name repeats) — with ``ig`` and ``rig`` (2×H×W, one map per class
 in the order given), ``logits`` (3×2: rows original, RIG-occluded, IG-occluded; columns the two
 classes' pre-softmax logits), plus ``network_maps`` (K+1×2×H×W), ``region`` (2×H×W) and
-``classes`` (that model's indices). The printed summary has, per model, the logits table (the
-paper's Table 3) and the accuracy table on train and validation images (its Table 1).
-Every default is the library's (``xai_core.rig.defaults``).
+``classes`` (that model's indices). ``--png`` (named like ``--out``) draws, per model, the IG
+and RIG maps side by side over the image as that model sees it: one row per class, IG then RIG,
+in the app's colours (diverging, each map to its own ±max). The printed summary has, per model,
+the logits table (the paper's Table 3) and the accuracy table on train and validation images
+(its Table 1). Every default is the library's (``xai_core.rig.defaults``).
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import rig
+from .. import render, rig
 from ..imageio import load_image
-from .common import DATA_HELP, AddCommand, load_model_from, output_path
+from .common import DATA_HELP, AddCommand, add_png_arg, load_model_from, number, output_path, png_path, text_table
 
 LOGIT_ROWS = ("original", "rig_occluded", "ig_occluded")
 MODEL_OPTIONS = "model_options"  # namespace attribute: [(option, value), ...] in command-line order
@@ -49,9 +51,8 @@ def model_specs(args: argparse.Namespace) -> list[argparse.Namespace]:
     return specs
 
 
-def npz_paths(out: str, labels: list[str]) -> list[Path]:
-    """``out`` for one model; for several, ``out``'s stem + "_" + each label (file-name safe)."""
-    path = output_path(out)
+def per_model_paths(path: Path, labels: list[str]) -> list[Path]:
+    """``path`` for one model; for several, ``path``'s stem + "_" + each label (file-name safe)."""
     if len(labels) == 1:
         return [path]
     return [path.with_name(f"{path.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}{path.suffix}") for label in labels]
@@ -62,6 +63,14 @@ def _save(path: Path, result: rig.ArchitectureRig) -> None:
     np.savez_compressed(path, ig=e.ig.astype(np.float32), rig=e.rig.astype(np.float32),
                         logits=result.logits.astype(np.float32), network_maps=e.network_maps.astype(np.float32),
                         region=e.region, classes=np.array(e.classes, dtype=np.int64))
+
+
+def ig_rig_picture(result: rig.ArchitectureRig, image: np.ndarray) -> np.ndarray:
+    """The IG and RIG maps of each class over ``image`` (as the model sees it): a row per class,
+    coloured as the app does (diverging, each map to its own ±max)."""
+    e = result.explanation
+    return render.tile([[render.overlay(image, maps[c], render.DIVERGING) for maps in (e.ig, e.rig)]
+                        for c in range(len(e.classes))])
 
 
 def _summary(path: Path, result: rig.ArchitectureRig) -> dict:
@@ -79,15 +88,46 @@ def _summary(path: Path, result: rig.ArchitectureRig) -> dict:
 
 def run_rig(args: argparse.Namespace) -> dict:
     """Support networks for the pair on every ``--model``, IG vs RIG on ``--image``, both tables per model."""
+    png = png_path(args)
     models = [load_model_from(spec) for spec in model_specs(args)]
+    image = load_image(args.image)
     results = rig.rig_architectures(
-        models, [c.strip() for c in args.classes.split(",") if c.strip()], load_image(args.image), folder=args.data,
+        models, [c.strip() for c in args.classes.split(",") if c.strip()], image, folder=args.data,
         seed=args.seed, n=args.n, alphas=rig.parse_alphas(args.alphas), lr=args.lr, epochs=args.epochs,
         tau=args.tau, steps=args.steps)
-    paths = npz_paths(args.out, [r.label for r in results])
-    for path, result in zip(paths, results):
+    labels = [r.label for r in results]
+    summaries = []
+    for path, result in zip(per_model_paths(output_path(args.out), labels), results):
         _save(path, result)
-    return {"image": args.image, "architectures": [_summary(path, result) for path, result in zip(paths, results)]}
+        summaries.append(_summary(path, result))
+    for picture, summary, result in zip(per_model_paths(png, labels) if png else [], summaries, results):
+        shown = result.model.to_display(result.model.preprocess(image))
+        picture.write_bytes(render.png_bytes(ig_rig_picture(result, shown)))
+        summary["png"] = str(picture)
+    return {"image": args.image, "architectures": summaries}
+
+
+def describe(result: dict) -> str:
+    """``run_rig``'s result as text: per model its networks and data, both tables, the area kept
+    and the files written."""
+    blocks = []
+    for s in result["architectures"]:
+        names = s["classes"]
+        networks = (f"loaded from {s['store']}" if s["loaded_from_disk"]
+                    else f"trained ({s['training_mode']}), stored in {s['store']}")
+        blocks.append("\n".join([
+            f"{s['model']}: {' vs '.join(names)} on {result['image']}",
+            f"networks {', '.join(s['networks'])}: {networks}; final MSE "
+            + (", ".join(f"α={alpha}: {number(mse)}" for alpha, mse in s["final_mse"].items()) or "—"),
+            f"train: {s['data']}; validation: {s['validation']}",
+            "pre-softmax logits (Table 3):",
+            text_table(["", *names], [[row, *values.values()] for row, values in s["logits"].items()]),
+            "accuracy in % (Table 1):",
+            text_table(list(s["accuracy"][0]), [list(row.values()) for row in s["accuracy"]]),
+            "area kept (share of the image):",
+            text_table(["", *names], [[kind, *shares.values()] for kind, shares in s["area_kept"].items()]),
+            "wrote " + ", ".join(s[key] for key in ("out", "png") if key in s)]))
+    return "\n\n".join(blocks)
 
 
 def add_commands(add: AddCommand) -> None:
@@ -115,3 +155,5 @@ def add_commands(add: AddCommand) -> None:
                    help="seed of the embedded-dataset images and of the training batch order")
     p.add_argument("--image", required=True)
     p.add_argument("--out", required=True, help=".npz file (several models: one per model, suffixed by its name)")
+    add_png_arg(p, "per class, the IG and RIG maps side by side over the image (several models: named like --out)")
+    p.set_defaults(describe=describe)
