@@ -81,3 +81,30 @@ def test_png_bytes_decode_to_the_same_array(shape):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), array)
     with pytest.raises(ValueError, match="uint8"):
         render.png_bytes(array.astype(np.float32))
+
+
+def test_a_box_outline_is_its_edge_pixels_in_the_first_colour_and_scales_with_the_picture():
+    picture = np.zeros((10, 12, 3), np.uint8)
+    out = render.draw_outlines(picture, {"box": (2, 1, 7, 5)}, thickness=1)
+    drawn = (out == render.OUTLINE_COLOURS[0]).all(axis=-1)
+    expected = np.zeros((10, 12), bool)
+    expected[1:5, 2:7] = True
+    expected[2:4, 3:6] = False  # pixels x0 ≤ x < x1, y0 ≤ y < y1, edges only
+    assert np.array_equal(drawn, expected) and not picture.any()  # drawn on a copy
+    doubled = render.outline_pixels((20, 24), (2, 1, 7, 5), size=(10, 12), thickness=2)
+    assert doubled[2:4, 4:14].all() and doubled[8:10, 4:14].all() and doubled[2:10, 4:6].all()  # 2 px edges, ×2
+    assert not doubled[4:8, 6:12].any() and doubled.sum() == 8 * 10 - 4 * 6
+
+
+def test_a_mask_outline_follows_its_boundary_at_any_resolution_in_its_own_colour():
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 3:7] = True
+    ring = mask.copy()
+    ring[3:5, 4:6] = False
+    assert np.array_equal(render.outline_pixels((8, 8), mask), ring)
+    big = render.outline_pixels((32, 32), mask, thickness=1)  # nearest-neighbour ×4
+    assert big[8, 12:28].all() and big[23, 12:28].all() and not big[9:23, 13:27].any() and not big[:8].any()
+    colours = render.outline_colours(["a", "b"])
+    out = render.draw_outlines(np.zeros((8, 8, 3), np.uint8), {"a": (0, 0, 8, 8), "b": mask}, thickness=1)
+    assert out[0, 0].tolist() == list(colours["a"]) and out[2, 3].tolist() == list(colours["b"])
+    assert colours["a"] != colours["b"] and out[4, 4].tolist() == [0, 0, 0]

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from xai_core import render
 
 from .colormaps import plotly_colorscale
+from .labels import fit_lines, plotly_text
 
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 # Explicit colours: streamlit's theme would otherwise give neighbouring series near-identical blues.
@@ -87,41 +88,179 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
     return fig
 
 
+MIN_CELL_PX = 160
+"""The smallest side a grid's map is drawn at: below it a map's structure cannot be read."""
+TITLE_FONT_PX = 14
+_CHAR_EM = 0.6  # a generous average character width of plotly's font, in ems: estimated titles err on fitting
+_LINE_PX = 18  # one line of TITLE_FONT_PX text
+_TITLE_LINES = 3
+_GAP_PX = 6  # between cells
+_COLOUR_BAR_PX = 110  # right margin: the colour bar, its tick values and its title
+
+
+def title_lines(text: str, width_px: float, max_lines: int = _TITLE_LINES) -> tuple[list[str], bool]:
+    """A grid title as lines that fit ``width_px`` at ``TITLE_FONT_PX`` (estimated), and whether it was cut."""
+    return fit_lines(text, width_px, max_lines, lambda line: len(line) * TITLE_FONT_PX * _CHAR_EM)
+
+
 def heatmap_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
                  row_labels: Sequence[str], col_labels: Sequence[str], colormap: str = "viridis",
-                 opacity: float = 0.5, shared_scale: bool | str = True, cell_px: int = 220) -> go.Figure:
+                 opacity: float = 0.5, shared_scale: bool | str = True, cell_px: int = 220, *,
+                 outlines: dict[str, np.ndarray | Sequence[float]] | None = None) -> go.Figure:
     """A grid of overlays: ``maps[row][col]`` (rows = targets, columns = methods).
 
     ``images`` is one H×W×3 image for every cell or one per row. With ``shared_scale`` all
     cells use one colour range and one colour bar, so strengths compare across cells; with
     ``"column"`` each column has its own range (one method's maps compare across targets,
     whatever the methods' units), written under the column's title; otherwise (``False``) each
-    cell is scaled to its own range and the colour bar says so. ``None`` cells stay empty.
-    Row labels are on the left, the colour bar on the right.
+    cell is scaled to its own range, written "lo … hi" under it. ``None`` cells stay empty.
+    Row labels are on the left, the colour bar on the right. ``outlines`` (name -> mask or box in
+    the images' pixels, see ``render.draw_outlines``) are drawn on every cell and named under the grid.
+
+    The figure has a fixed size: cells of at least ``cell_px`` (and ``MIN_CELL_PX``) a side, titles
+    wrapped to their cell and abbreviated past three lines (the full title on hover). A wide grid
+    is better cut into pages (``heatmap_grid_pages``) than shrunk by the browser.
     """
+    ranges = cell_ranges(maps, len(row_labels), len(col_labels), colormap, shared_scale)
+    return _grid_figure(per_row_images(images, len(row_labels)), maps, row_labels, col_labels, ranges, colormap,
+                        opacity, shared_scale, cell_px, outlines or {})
+
+
+def heatmap_grid_pages(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
+                       row_labels: Sequence[str], col_labels: Sequence[str], colormap: str = "viridis",
+                       opacity: float = 0.5, shared_scale: bool | str = True, cell_px: int = 220, *,
+                       max_cols: int = 4, outlines: dict[str, np.ndarray | Sequence[float]] | None = None
+                       ) -> list[go.Figure]:
+    """``heatmap_grid`` cut into figures of at most ``max_cols`` columns (all rows each), so no map is
+    drawn smaller than ``cell_px``. The colour ranges are those of the whole grid: a shared scale
+    stays shared across the pages."""
+    if max_cols < 1:
+        raise ValueError(f"max_cols must be at least 1; got {max_cols}.")
     n_rows, n_cols = len(row_labels), len(col_labels)
     row_images = per_row_images(images, n_rows)
-    flat = [maps[r][c] for r in range(n_rows) for c in range(n_cols)]
     ranges = cell_ranges(maps, n_rows, n_cols, colormap, shared_scale)
-    if shared_scale == "column":
-        col_labels = [f"{label}<br><sub>{column_range_text(ranges, c, n_cols)}</sub>"
-                      for c, label in enumerate(col_labels)]
-    fig = make_subplots(rows=n_rows, cols=n_cols, column_titles=list(col_labels), row_titles=list(row_labels),
-                        horizontal_spacing=0.01, vertical_spacing=0.02)
-    for i, (heatmap, span) in enumerate(zip(flat, ranges)):
+    pages = []
+    for start in range(0, n_cols, max_cols):
+        cols = range(start, min(start + max_cols, n_cols))
+        pages.append(_grid_figure(row_images, [[maps[r][c] for c in cols] for r in range(n_rows)], row_labels,
+                                  [col_labels[c] for c in cols], [ranges[r * n_cols + c] for r in range(n_rows)
+                                                                  for c in cols],
+                                  colormap, opacity, shared_scale, cell_px, outlines or {}))
+    return pages
+
+
+def _grid_figure(row_images: list[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
+                 row_labels: Sequence[str], col_labels: Sequence[str], ranges: list[tuple[float, float] | None],
+                 colormap: str, opacity: float, shared_scale: bool | str, cell_px: int,
+                 outlines: dict[str, np.ndarray | Sequence[float]]) -> go.Figure:
+    """``heatmap_grid`` with its colour ranges given (row-major, one per cell), laid out in pixels."""
+    n_rows, n_cols = len(row_labels), len(col_labels)
+    h, w = row_images[0].shape[:2]
+    scale = max(cell_px, MIN_CELL_PX) / min(h, w)
+    cell_w, cell_h = round(w * scale), round(h * scale)
+    range_px = _LINE_PX if shared_scale is False else 0  # each map's range under it
+    gap_x, gap_y = _GAP_PX, _GAP_PX + range_px
+    plot_w, plot_h = n_cols * cell_w + (n_cols - 1) * gap_x, n_rows * cell_h + (n_rows - 1) * gap_y
+    fig = make_subplots(rows=n_rows, cols=n_cols, horizontal_spacing=gap_x / plot_w, vertical_spacing=gap_y / plot_h)
+    for i, span in enumerate(ranges):
         r, c = divmod(i, n_cols)
-        if heatmap is None:
+        if maps[r][c] is None:
             continue
-        cell = render.overlay(row_images[r], heatmap, colormap, opacity, *span)
+        cell = render.overlay(row_images[r], maps[r][c], colormap, opacity, *span)
+        if outlines:
+            cell = render.draw_outlines(cell, outlines, size=row_images[r].shape[:2])
         fig.add_trace(go.Image(source=png_data_uri(cell), hoverinfo="skip"), row=r + 1, col=c + 1)
+
+    def centre_x(c: int) -> float:
+        return (c * (cell_w + gap_x) + cell_w / 2) / plot_w
+
+    def bottom_y(r: int) -> float:
+        return 1 - (r * (cell_h + gap_y) + cell_h) / plot_h
+
+    font = dict(size=TITLE_FONT_PX)
+    col_lines = 0
+    for c, label in enumerate(col_labels):  # column titles first, then row titles: the order pages' tests read
+        lines, cut = title_lines(label, cell_w)
+        text = "<br>".join(plotly_text(line) for line in lines)
+        if shared_scale == "column":
+            text += f"<br><sub>{column_range_text(ranges, c, n_cols)}</sub>"
+        col_lines = max(col_lines, len(lines) + (shared_scale == "column"))
+        fig.add_annotation(text=text, hovertext=plotly_text(label) if cut else None, x=centre_x(c), y=1,
+                           xref="paper", yref="paper", xanchor="center", yanchor="bottom", yshift=2, width=cell_w,
+                           showarrow=False, font=font)
+    row_lines = 0
+    for r, label in enumerate(row_labels):
+        lines, cut = title_lines(label, cell_h)
+        row_lines = max(row_lines, len(lines))
+        fig.add_annotation(text="<br>".join(plotly_text(line) for line in lines),
+                           hovertext=plotly_text(label) if cut else None, x=0, y=bottom_y(r) + cell_h / 2 / plot_h,
+                           xref="paper", yref="paper", xanchor="right", yanchor="middle", xshift=-4, textangle=-90,
+                           width=cell_h, showarrow=False, font=font)
+    if range_px:
+        for i, span in enumerate(ranges):
+            if span is not None:
+                r, c = divmod(i, n_cols)
+                fig.add_annotation(text=range_text(span), x=centre_x(c), y=bottom_y(r), xref="paper", yref="paper",
+                                   xanchor="center", yanchor="top", showarrow=False, font=font)
+    legend_px = 0
+    if outlines:
+        legend_px = _LINE_PX + 4
+        fig.add_annotation(text=outline_legend(outlines), x=0, y=0, xref="paper", yref="paper", xanchor="left",
+                           yanchor="top", yshift=-range_px - 4, showarrow=False, font=font)
     present = [s for s in ranges if s is not None]
     if present:
         fig.add_trace(_colour_bar_marker(colormap, present[0] if shared_scale is True else None,
-                                         "each column's range" if shared_scale == "column" else "each map's own range"))
-    fig.update_annotations(selector=dict(textangle=90), x=0, xanchor="right", textangle=-90)  # row titles
-    fig.update_layout(margin=dict(l=30, r=10, t=40, b=10), height=40 + cell_px * n_rows,
-                      width=None if n_cols > 4 else 120 + cell_px * n_cols)
+                                         "each column's range" if shared_scale == "column" else "range under each map"))
+    margin = dict(l=10 + _LINE_PX * row_lines, r=_COLOUR_BAR_PX if present else 10, t=10 + _LINE_PX * col_lines,
+                  b=10 + range_px + legend_px)
+    fig.update_layout(margin=margin, width=margin["l"] + plot_w + margin["r"],
+                      height=margin["t"] + plot_h + margin["b"])
     return _hide_axes(fig)
+
+
+def range_text(span: tuple[float, float]) -> str:
+    """A colour range as written under a map or a column's title: ``"lo … hi"``."""
+    return f"{span[0]:.3g} … {span[1]:.3g}"
+
+
+def outline_legend(outlines: dict[str, object]) -> str:
+    """The names of the outlines on a grid, each after a square of its colour (plotly text)."""
+    return "outlines: " + "   ".join(f'<span style="color:rgb{colour}">■</span> {plotly_text(name)}'
+                                     for name, colour in render.outline_colours(list(outlines)).items())
+
+
+_AXIS_PX = 60  # under a plot with a visible x-axis: its tick labels and title
+_BOTTOM_LEGEND_PX = 30  # a legend in the figure's bottom row (``_LEGEND``)
+
+
+def with_caption(fig: go.Figure, lines: Sequence[str], font_px: int = 14) -> go.Figure:
+    """A copy of the figure with ``lines`` (model, image, target, parameters...) written under it, for
+    static exports that travel without the page around them.
+
+    The bottom margin is set to hold, from the plot down, the x-axis (when one is shown), a bottom legend
+    (moved to sit on the caption) and the caption, so plotly never has to push the margin over it.
+    """
+    out = go.Figure(fig)
+    layout = out.layout
+    height = layout.height or 450  # plotly's defaults
+    bottom = 80 if layout.margin.b is None else layout.margin.b
+    width = (layout.width or 700) - 20
+    wrapped = [part for line in lines
+               for part in fit_lines(line, width, 20, lambda text: len(text) * font_px * _CHAR_EM)[0]]
+    caption_px = len(wrapped) * round(font_px * 1.3) + 10
+    axis_px = _AXIS_PX if any(layout[k].visible is not False for k in layout.to_plotly_json()
+                              if k.startswith("xaxis")) and out.data else 0
+    bottom_legend = layout.legend.yref == "container" and not layout.legend.y and layout.showlegend is not False \
+        and sum(trace.showlegend is not False for trace in out.data) > 1
+    legend_px = _BOTTOM_LEGEND_PX if bottom_legend else 0
+    grown = axis_px + legend_px + caption_px
+    out.add_annotation(text="<br>".join(plotly_text(line) for line in wrapped), x=0, y=0, xref="paper",
+                       yref="paper", xanchor="left", yanchor="top", yshift=-(bottom + axis_px + legend_px),
+                       align="left", showarrow=False, font=dict(size=font_px))
+    out.update_layout(height=height + grown, margin_b=bottom + grown)
+    if bottom_legend:
+        out.update_layout(legend_y=caption_px / (height + grown))
+    return out
 
 
 def cell_ranges(maps: Sequence[Sequence[np.ndarray | None]], n_rows: int, n_cols: int, colormap: str,
@@ -140,7 +279,7 @@ def cell_ranges(maps: Sequence[Sequence[np.ndarray | None]], n_rows: int, n_cols
 def column_range_text(ranges: Sequence[tuple[float, float] | None], col: int, n_cols: int) -> str:
     """``"lo … hi"`` of a column's shared range (empty when every cell of the column failed)."""
     span = next((s for s in ranges[col::n_cols] if s is not None), None)
-    return "" if span is None else f"{span[0]:.3g} … {span[1]:.3g}"
+    return "" if span is None else range_text(span)
 
 
 def outline_regions(fig: go.Figure, regions: dict[tuple[int, int], np.ndarray], name: str = "region",
@@ -159,9 +298,10 @@ def outline_regions(fig: go.Figure, regions: dict[tuple[int, int], np.ndarray], 
 
 
 def _colour_bar_marker(colormap: str, span: tuple[float, float] | None,
-                       relative_title: str = "each map's own range") -> go.Scatter:
+                       relative_title: str = "range under each map") -> go.Scatter:
     """An invisible marker that carries a grid's colour bar: the shared ``span``, or, when maps
-    have their own ranges (``None``), ticks that name the ends of the range instead of values."""
+    have their own ranges (``None``, written under each map or column title), ticks naming the
+    ends of those ranges."""
     if span is not None:
         lo, hi, ticks, title = *span, {}, ""
     else:
@@ -170,7 +310,8 @@ def _colour_bar_marker(colormap: str, span: tuple[float, float] | None,
         ticks = dict(tickvals=list(names), ticktext=list(names.values()))
     return go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                       marker=dict(colorscale=plotly_colorscale(colormap), cmin=lo, cmax=hi, color=[lo],
-                                  showscale=True, colorbar=dict(thickness=12, title=dict(text=title, side="right"),
+                                  showscale=True, colorbar=dict(thickness=12, x=1, xanchor="left", xpad=8,
+                                                                title=dict(text=title, side="right"),
                                                                 **ticks)))
 
 
