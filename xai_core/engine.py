@@ -3,16 +3,17 @@
 A method describes its work as ``n`` independent items (noisy copies, IG steps, masks,
 occluder positions, channels...) and a function that processes the half-open slice
 ``[start, stop)`` of them on the device. The engine picks the batch size, halves it and
-retries the same slice when the device runs out of memory, reports progress, and applies
-runs each batch in the precision its section is given by ``precision.py`` (the one precision
-policy). Results stay on the device: methods reduce them there and move only the final map
-to the host.
+retries the same slice when the device runs out of memory, reports progress, and runs each
+batch in the precision its section is given by ``precision.py`` (the one precision policy).
+Work that is not batched runs under ``oom_guard``: out of memory is then a ``ResourceError``
+too, so no caller ever sees a raw allocation failure (the one out-of-memory policy). Results
+stay on the device: methods reduce them there and move only the final map to the host.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
@@ -25,14 +26,35 @@ Progress = Callable[[float, str], None]
 
 _CPU_BATCH = 32
 _CUDA_MAX_BATCH = 512
+_OOM_TEXTS = ("out of memory", "can't allocate memory", "not enough memory")
 
 
 def is_oom(err: BaseException) -> bool:
-    """True for CUDA/CPU allocation failures, which are worth a retry with a smaller batch."""
-    if isinstance(err, torch.cuda.OutOfMemoryError):
+    """True for CUDA and CPU allocation failures (PyTorch's, and Python's or numpy's ``MemoryError``),
+    which are worth a retry with a smaller batch."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(err, RuntimeError) and any(t in text for t in _OOM_TEXTS)
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def oom_guard(device: torch.device | str, what: str) -> Iterator[None]:
+    """The out-of-memory policy of work that is not split into batches (one forward and backward
+    pass, a training loop): an allocation failure becomes ``ResourceError``; other errors pass."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - only OOM is translated, the rest re-raised
+        if not is_oom(err):
+            raise
+        _release(torch.device(device))
+        raise ResourceError(f"Not enough memory on {device} for {what}; try a smaller image, fewer items, "
+                            "or another device.") from None
 
 
 class Engine:
@@ -102,8 +124,7 @@ class Engine:
             except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
                 if not is_oom(err):
                     raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                _release(self.device)
                 if size == 1:
                     raise ResourceError(
                         f"Not enough memory on {self.device} even for one item at a time; "

@@ -27,4 +27,5 @@ class ParameterError(XAIError):
 
 
 class ResourceError(XAIError):
-    """The computation does not fit in memory even with a batch of one."""
+    """The computation does not fit in memory: a batched one even with a batch of one, or a single
+    pass (``engine.oom_guard``), on the GPU or the CPU."""

@@ -22,6 +22,10 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 
 MAX_PIXELS = 64_000_000  # 8000×8000: well above phone photos, far below a decompression bomb
 MIN_SIDE = 16            # smaller images carry too little for an explanation to mean anything
+MAX_SIDE = 16_384        # a side longer than this is a strip, not a photo
+MAX_ASPECT = 16          # wide panoramas pass; a 16×4,000,000 strip (its resize for a model: 12 Gpx) does not
+DECODED_SIDE = 4096      # larger images are reduced while (JPEG) or right after decoding
+MAX_FILE_BYTES = 256_000_000  # an uncompressed 8000×8000 RGB file (192 MB) fits; reading more is never needed
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes phones' MPO files
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"  # package data
 _SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -29,40 +33,67 @@ _WHITE = (255, 255, 255, 255)
 
 
 def _read_bytes(source: ImageSource) -> tuple[bytes, str]:
-    """The raw file content and a name for messages."""
+    """The raw file content and a name for messages; at most ``MAX_FILE_BYTES`` are read."""
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source), "The uploaded data"
-    if isinstance(source, (str, os.PathLike)):
+        data, label = bytes(source), "The uploaded data"
+    elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"Image file {path} does not exist.")
-        return path.read_bytes(), path.name
-    if hasattr(source, "read"):
+        with path.open("rb") as file:
+            data, label = file.read(MAX_FILE_BYTES + 1), path.name
+    elif hasattr(source, "read"):
         if hasattr(source, "seek"):
             source.seek(0)
-        return source.read(), os.path.basename(str(getattr(source, "name", ""))) or "The uploaded file"
-    raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
+        data = source.read(MAX_FILE_BYTES + 1)
+        label = os.path.basename(str(getattr(source, "name", ""))) or "The uploaded file"
+    else:
+        raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{label} is larger than the limit of {MAX_FILE_BYTES:,} bytes.")
+    return data, label
 
 
-def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
-    """Open (header only), refuse oversized images, then decode the first frame."""
+def _admit(width: int, height: int, label: str, max_pixels: int, min_side: int) -> None:
+    """The one admission rule, applied to the header's size before anything is decoded."""
+    short, long = min(width, height), max(width, height)
+    if width * height > max_pixels:
+        raise ImageError(f"{label} is {width}×{height} pixels, more than the limit of {max_pixels:,} pixels.")
+    if short < min_side:
+        raise ImageError(f"{label} is only {width}×{height} pixels; both sides must be at least "
+                         f"{min_side} pixels.")
+    if long > MAX_SIDE or long > MAX_ASPECT * short:
+        raise ImageError(f"{label} is {width}×{height} pixels; each side may be at most {MAX_SIDE:,} pixels "
+                         f"and the longer side at most {MAX_ASPECT} times the shorter.")
+
+
+def _reduction(width: int, height: int) -> int:
+    """The integer factor that brings the longer side down to ``DECODED_SIDE`` (1: keep)."""
+    return -(-max(width, height) // DECODED_SIDE)
+
+
+def _open(data: bytes, label: str, max_pixels: int, min_side: int) -> Image.Image:
+    """Open (header only), refuse what the admission rule refuses, then decode the first frame; a
+    large JPEG is decoded at a fraction of its size (DCT scaling) instead of in full."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{label} has too many pixels to be decoded safely.") from None
+        raise ImageError(f"{label} has too many pixels to be decoded safely (the limit is {max_pixels:,} "
+                         "pixels).") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label} is not an image in a supported format "
                          f"({', '.join(FORMATS)}).") from None
     except Exception:  # a plugin choking on a malformed header
         raise ImageError(f"{label} is corrupt: its header cannot be read.") from None
     width, height = img.size
-    if width * height > max_pixels:
-        raise ImageError(f"{label} is {width}×{height} pixels, more than the limit of "
-                         f"{max_pixels:,} pixels.")
+    _admit(width, height, label, max_pixels, min_side)
+    factor = _reduction(width, height)
     try:
         img.seek(0)  # first frame of an animation
+        if factor > 1 and img.format in ("JPEG", "MPO"):
+            img.draft(img.mode, (-(-width // factor), -(-height // factor)))
         img.load()
     except Exception:  # truncated data raises OSError; other decoders raise SyntaxError/ValueError
         raise ImageError(f"{label} is truncated or corrupt and cannot be decoded.") from None
@@ -100,13 +131,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> Image.Image:
     """Decode ``source`` (path, bytes or binary file) into an upright 8-bit RGB image.
 
+    The size read from the header is admitted (``_admit``: pixel count, each side, aspect ratio)
+    before decoding; images with a side over ``DECODED_SIDE`` are reduced by an integer factor.
     The EXIF orientation is applied, transparency is composited on white, 16-bit images are
     scaled to 8 bits, and only the first frame of an animation is kept.
     """
     data, label = _read_bytes(source)
     if not data:
         raise ImageError(f"{label} is empty.")
-    img = _open(data, label, max_pixels)
+    img = _open(data, label, max_pixels, min_side)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block should not cost the user the image itself
@@ -115,10 +148,8 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, min_side: i
         rgb = _to_rgb(img)
     except Exception:  # an exotic mode PIL cannot convert (e.g. LAB)
         raise ImageError(f"{label} uses an image mode ({img.mode}) that cannot be converted to RGB.") from None
-    if min(rgb.size) < min_side:
-        raise ImageError(f"{label} is only {rgb.width}×{rgb.height} pixels; both sides must be at "
-                         f"least {min_side} pixels.")
-    return rgb
+    factor = _reduction(*rgb.size)
+    return rgb.reduce(factor) if factor > 1 else rgb
 
 
 def image_hash(img: Image.Image) -> str:

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from .blur import gaussian_blur
-from .engine import Engine, Progress
+from .engine import Engine, Progress, oom_guard
 from .errors import ParameterError
+from .methods.base import Param
 from .model_handle import LoadedModel
 
 OPTIMIZERS = ("adam", "sgd")
@@ -65,21 +66,34 @@ class InversionSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ParameterError("The number of steps must be at least 1.")
+        for name, spec in SETTINGS_PARAMS.items():  # finite, within bounds: NaN weights would paint a NaN image
+            spec.parse(name, getattr(self, name))
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"Optimiser must be one of {', '.join(OPTIMIZERS)}; got '{self.optimizer}'.")
         if self.parameterization not in PARAMETERIZATIONS:
             raise ParameterError(f"Parameterisation must be one of {', '.join(PARAMETERIZATIONS)}; "
                                  f"got '{self.parameterization}'.")
-        if not self.lr > 0:
-            raise ParameterError("The learning rate must be positive.")
-        if self.blur_every < 0 or self.frame_every < 0 or self.jitter < 0:
-            raise ParameterError("Blur interval, frame interval and jitter cannot be negative.")
         if self.blur_every and not self.blur_sigma > 0:
             raise ParameterError("The blur σ must be positive.")
-        if self.l2 < 0 or self.tv < 0:
-            raise ParameterError("Regulariser weights cannot be negative.")
+        if self.frame_every and self.steps // self.frame_every > MAX_FRAMES:
+            raise ParameterError(f"At most {MAX_FRAMES} progression frames are kept: steps / frame interval "
+                                 f"is {self.steps // self.frame_every}.")
+
+
+MAX_FRAMES = 2000
+"""Frames kept of one run (each a T×H×W×3 image held until the run is dropped)."""
+SETTINGS_PARAMS = {
+    "steps": Param(int, 200, 1, 10_000, help="optimisation steps"),
+    "lr": Param(float, 0.05, 1e-6, 100.0, help="learning rate"),
+    "blur_every": Param(int, 4, 0, 10_000, help="Gaussian blur every k steps (0: never)"),
+    "blur_sigma": Param(float, 0.5, 0.0, 20.0, help="σ of the blur, in pixels"),
+    "l2": Param(float, 0.0, 0.0, 1e6, help="weight of the L2 decay"),
+    "tv": Param(float, 0.0, 0.0, 1e6, help="weight of the total variation"),
+    "jitter": Param(int, 0, 0, 256, help="random roll of the input, in pixels"),
+    "frame_every": Param(int, 10, 0, 10_000, help="keep a frame every m steps (0: first and last only)"),
+    "seed": Param(int, 0, 0, 2**63 - 1, help="seed of the start noise and the jitter"),
+}
+"""The bounds of ``InversionSettings``' numbers, checked by ``Param.parse`` (the one place numbers are validated)."""
 
 
 @dataclass
@@ -214,7 +228,7 @@ class InversionRun:
 
     # ------------------------------------------------------------------ pieces
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with self.engine.precision("optimisation"):
+        with oom_guard(self.model.device, "an inversion step"), self.engine.precision("optimisation"):
             return self.model.module(x).float()
 
     @torch.no_grad()
@@ -249,6 +263,10 @@ class InversionRun:
 
     def step(self) -> None:
         """One gradient-ascent update of every row, then the step's regularisers."""
+        with oom_guard(self.model.device, "an inversion step"):
+            self._update()
+
+    def _update(self) -> None:
         s = self.settings
         x = self._image.image()
         logits = self._logits(self._jittered(x))

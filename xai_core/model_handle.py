@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .engine import oom_guard
 from .errors import ParameterError
 from .instrument.capture import get_layer, layers_with_feature_maps
 from .instrument.layout import TOKENS, Layout
@@ -182,7 +183,8 @@ class LoadedModel:
     @torch.no_grad()
     def predict(self, x: torch.Tensor, topk: int = 5) -> list[dict]:
         """Top-k classes for one C×H×W input: ``[{index, name, probability, logit}]``."""
-        logits = self.module(x.unsqueeze(0).to(self.device)).float()[0]
+        with oom_guard(self.device, "the prediction"):
+            logits = self.module(x.unsqueeze(0).to(self.device)).float()[0]
         probs = logits.softmax(-1)
         k = min(topk, self.num_classes)
         top = probs.topk(k)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engine import Engine, Progress
+from ..engine import Engine, Progress, oom_guard
 from ..errors import ParameterError
 from ..model_handle import LoadedModel
 from .base import FAMILIES, Method, MethodOutput, Param
@@ -67,18 +67,19 @@ def explain(model: LoadedModel, x: torch.Tensor | Image.Image, method: str,
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ParameterError(f"Expected one image tensor C×H×W or a PIL image, got {shape}.")
-    x = x.to(model.device, torch.float32)
-    if targets is None:
-        targets = [model.predict(x, 1)[0]["index"]]
-    elif isinstance(targets, (int, str, np.integer)):
-        targets = [targets]
-    target_ids = model.resolve_targets(list(targets))
-    if not target_ids:
-        raise ParameterError("At least one target class is needed.")
     parsed = _parsed(spec, model, params)
-    engine = engine or Engine(model.device)
-    out = spec.fn(model, x, target_ids[:1] if spec.class_agnostic else target_ids, engine=engine,
-                  progress=progress, **parsed)
+    with oom_guard(model.device, spec.label):  # what the engine's batches do not cover: single passes
+        x = x.to(model.device, torch.float32)
+        if targets is None:
+            targets = [model.predict(x, 1)[0]["index"]]
+        elif isinstance(targets, (int, str, np.integer)):
+            targets = [targets]
+        target_ids = model.resolve_targets(list(targets))
+        if not target_ids:
+            raise ParameterError("At least one target class is needed.")
+        engine = engine or Engine(model.device)
+        out = spec.fn(model, x, target_ids[:1] if spec.class_agnostic else target_ids, engine=engine,
+                      progress=progress, **parsed)
     maps = out.maps.detach().float().cpu().numpy()
     attributions = None if out.attributions is None else out.attributions.detach().float().cpu().numpy()
     row = (lambda i: 0) if spec.class_agnostic else (lambda i: i)
@@ -113,8 +114,9 @@ def explain_batch(model: LoadedModel, xs: torch.Tensor, method: str, targets: Se
     ids = torch.tensor([model.resolve_targets(list(t)) for t in targets], device=model.device)
     parsed = _parsed(spec, model, params)
     computed = ids[:, :1] if spec.class_agnostic else ids
-    out = spec.batch_fn(model, xs.to(model.device, torch.float32), computed, engine=engine, progress=progress,
-                        **parsed)
+    with oom_guard(model.device, spec.label):
+        out = spec.batch_fn(model, xs.to(model.device, torch.float32), computed, engine=engine, progress=progress,
+                            **parsed)
     maps = out.maps.detach().float().cpu().numpy()                       # B×T×H×W
     attributions = None if out.attributions is None else out.attributions.detach().float().cpu().numpy()
     column = (lambda t: 0) if spec.class_agnostic else (lambda t: t)

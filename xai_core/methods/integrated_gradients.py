@@ -29,19 +29,20 @@ from .base import Method, MethodOutput, Param, sum_over_channels
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 REDUCTIONS = ("sum", "abs_sum", "positive")
+STEPS = Param(int, 32, 2, 1024, widget="log_slider", help="points on the path from the baseline to the image")
+"""The bound on path points for every caller (the method, RIG): Gauss–Legendre nodes cost steps² memory."""
 
 
 def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Path positions β in [0, 1] and their weights (which sum to 1) for ``rule``; Captum's
     positions and weights, except for the trapezoid weights (see below)."""
+    steps = STEPS.parse("steps", steps)
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (torch.tensor(0.5 * (1 + nodes), dtype=torch.float64),
                 torch.tensor(0.5 * weights, dtype=torch.float64))
     if rule not in RULES:
         raise ParameterError(f"Unknown integration rule '{rule}'; choose one of {', '.join(RULES)}.")
-    if steps < 2:
-        raise ParameterError("Riemann rules need at least 2 steps.")
     n = steps
     first, last = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1),
                    "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n)), "riemann_trapezoid": (0, 1)}[rule]
@@ -186,7 +187,7 @@ def _ig(model, x, targets, *, engine, progress=None, **params):
 IG = Method(
     "ig", "Integrated Gradients", "path", _ig,
     params={
-        "steps": Param(int, 32, 2, 1024, widget="log_slider", help="points on the path from the baseline to the image"),
+        "steps": STEPS,
         "baseline": Param(str, "black", choices=REPLACEMENTS, help="the path's start: " + REPLACEMENT_HELP),
         "constant": Param(float, 0.5, 0.0, 1.0, step=0.05, help="grey level of the baseline 'constant'"),
         "rule": Param(str, "gausslegendre", choices=RULES, help="quadrature rule (Captum's names)"),

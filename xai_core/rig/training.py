@@ -11,6 +11,7 @@ Trained sets are stored on disk (``store``) and read back by the next identical 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,15 +22,21 @@ import torch
 from torch import nn
 
 from .. import precision
-from ..engine import Engine, Progress, is_oom
+from ..engine import Engine, Progress, is_oom, oom_guard
 from ..errors import ParameterError
 from ..model_handle import LoadedModel
 from . import store
 from .data import TrainingData
-from .defaults import DEFAULT_ALPHAS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_SEED
+from .defaults import (ALPHA, DEFAULT_ALPHAS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_SEED,
+                       MAX_ALPHAS, TRAINING)
 from .targets import batched_logits, modified_targets
 
 MODES = ("auto", "sequential", "batched")
+
+
+class StoreWarning(UserWarning):
+    """The on-disk store was damaged or could not be written; the networks work all the same
+    (``SupportNetworks.notices`` holds the same sentences for a page to show)."""
 
 
 @dataclass
@@ -43,6 +50,7 @@ class SupportNetworks:
     directory: Path
     loaded_from_disk: bool
     mode: str                                  # "batched" or "sequential"
+    notices: tuple[str, ...] = ()              # a damaged stored set replaced, a set that could not be stored
 
     def modules(self, model: LoadedModel) -> list[tuple[str, nn.Module]]:
         """Every network RIG looks at, the classifier first (α = 0 is the classifier itself)."""
@@ -50,11 +58,22 @@ class SupportNetworks:
 
 
 def parse_alphas(text: str) -> list[float]:
-    """α values from text such as "0, 2, 4" (commas or semicolons)."""
+    """α values from text such as "0, 2, 4" (commas or semicolons), each checked (``checked_alphas``)."""
     try:
-        return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
         raise ParameterError(f"α values must be numbers separated by commas (e.g. 0,2,4,6,8); got '{text}'.") from None
+    return checked_alphas(values)
+
+
+def checked_alphas(alphas: Sequence[float]) -> list[float]:
+    """Distinct α values, each finite and within ``ALPHA``'s bounds, at most ``MAX_ALPHAS`` of them."""
+    values = [ALPHA.parse("α", a) for a in alphas]
+    if not values or len(set(values)) != len(values):
+        raise ParameterError("α values must be distinct, non-negative numbers (e.g. 0,2,4,6,8).")
+    if len(values) > MAX_ALPHAS:
+        raise ParameterError(f"At most {MAX_ALPHAS} α values can be trained at once; got {len(values)}.")
+    return values
 
 
 def format_alphas(alphas: Sequence[float]) -> str:
@@ -178,11 +197,9 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
     CUDA, sequential on the CPU, where ``bench/bench_ig_rig.py`` measured the vmapped pass at only
     0.71–0.77× the per-network throughput of plain training (embedded net, ResNet-18; 2 idle cores).
     """
-    alphas = [float(a) for a in alphas]
-    if not alphas or len(set(alphas)) != len(alphas) or min(alphas) < 0:
-        raise ParameterError("α values must be distinct, non-negative numbers (e.g. 0,2,4,6,8).")
-    if epochs < 1 or not 0 < lr < 1 or batch_size < 1:
-        raise ParameterError("Training needs epochs ≥ 1, 0 < lr < 1 and batch size ≥ 1.")
+    alphas = checked_alphas(alphas)
+    settings = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    lr, epochs, batch_size, seed = (TRAINING[k].parse(k, v) for k, v in settings.items())
     if mode not in MODES:
         raise ParameterError(f"mode must be one of {', '.join(MODES)}; got '{mode}'.")
     if mode == "auto":
@@ -190,11 +207,12 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
     key = store.support_key(model, data, alphas, lr, epochs, seed, batch_size)
     directory = (Path(cache_dir) if cache_dir else store.cache_root()) / key
     trained = [a for a in alphas if a != 0]
-    stored = store.load(directory, trained, model.device)
+    with model.lock:
+        template = model.module.state_dict()
+    stored, damaged = store.load(directory, trained, model.device, template)
     if stored is not None:
-        states, curves = stored
-        networks = {a: _private_copy(model, state) for a, state in states.items()}
-        return SupportNetworks(data.classes, alphas, networks, curves, key, directory, True, mode)
+        networks = {a: _private_copy(model, state) for a, state in stored.states.items()}
+        return SupportNetworks(data.classes, alphas, networks, stored.curves, key, directory, True, mode)
 
     logits = batched_logits(model.module, data.images, Engine(model.device))
     networks, curves = {}, {}
@@ -202,20 +220,28 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
         targets = torch.stack([modified_targets(logits, data.labels, data.classes, a) for a in trained])
         base = _private_copy(model)
         kwargs = dict(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, device=model.device, progress=progress)
-        try:
-            fit = _fit_batched if mode == "batched" else _fit_sequential
-            nets, fitted = fit(base, data.images, targets, **kwargs)
-        except RuntimeError as err:
-            if mode != "batched" or not is_oom(err):
-                raise
-            if model.device.type == "cuda":
-                torch.cuda.empty_cache()
-            mode = "sequential"
-            nets, fitted = _fit_sequential(base, data.images, targets, **kwargs)
+        with oom_guard(model.device, "training the support networks"):
+            try:
+                fit = _fit_batched if mode == "batched" else _fit_sequential
+                nets, fitted = fit(base, data.images, targets, **kwargs)
+            except Exception as err:  # noqa: BLE001 - batched falls back to sequential on OOM only
+                if mode != "batched" or not is_oom(err):
+                    raise
+                if model.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                mode = "sequential"
+                nets, fitted = _fit_sequential(base, data.images, targets, **kwargs)
+        diverged = [f"{a:g}" for a, curve in zip(trained, fitted) if not all(math.isfinite(v) for v in curve)]
+        if diverged:  # never store or explain with a network whose loss went to NaN
+            raise ParameterError(f"Training diverged (the loss became NaN or infinite) for α = {', '.join(diverged)}; "
+                                 "try a lower learning rate.")
         for a, net, target, curve in zip(trained, nets, targets, fitted):
             start = float(nn.functional.mse_loss(logits, target))  # the copy starts as the classifier
             networks[a], curves[a] = net, [start, *curve]
-    store.save(directory, networks, curves, {"alphas": alphas, "lr": lr, "epochs": epochs, "seed": seed,
-                                             "classes": list(data.classes), "source": data.source,
-                                             "n": len(data.labels)})
-    return SupportNetworks(data.classes, alphas, networks, curves, key, directory, False, mode)
+    not_stored = store.save(directory, networks, curves, {"alphas": alphas, "lr": lr, "epochs": epochs,
+                                                          "seed": seed, "classes": list(data.classes),
+                                                          "source": data.source, "n": len(data.labels)})
+    notices = tuple(n for n in (damaged, not_stored) if n)
+    for notice in notices:
+        warnings.warn(notice, StoreWarning, stacklevel=2)
+    return SupportNetworks(data.classes, alphas, networks, curves, key, directory, False, mode, notices)

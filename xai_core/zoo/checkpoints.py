@@ -102,11 +102,25 @@ def _check_compatible(name: str, module: nn.Module, state: Mapping[str, torch.Te
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                   if k in state and state[k].shape != v.shape]
+    # A float tensor may come as fp16/bf16/fp64 (converted to fp32); an integer one (a counter) as any integer type.
+    mistyped = [f"{k} {state[k].dtype} vs {v.dtype}".replace("torch.", "") for k, v in expected.items()
+                if k in state and not _same_kind(state[k].dtype, v.dtype)]
     problems = [f"{title} ({len(keys)}): {_listed(keys)}" for title, keys in
                 (("missing keys", missing), ("unexpected keys", unexpected),
-                 ("shape mismatches (checkpoint vs model)", mismatched)) if keys]
+                 ("shape mismatches (checkpoint vs model)", mismatched),
+                 ("wrong dtypes (checkpoint vs model)", mistyped)) if keys]
     if problems:
         raise CheckpointError(f"Checkpoint {label} does not fit the {name} architecture: {'; '.join(problems)}.")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"Checkpoint {label} holds NaN or infinite weights (first in {bad}); "
+                              "its predictions would be meaningless.")
+
+
+def _same_kind(given: torch.dtype, wanted: torch.dtype) -> bool:
+    if wanted.is_floating_point:
+        return given.is_floating_point
+    return not given.is_floating_point and not given.is_complex and given != torch.bool
 
 
 def with_weights(family: ModelFamily, name: str, state: Mapping[str, torch.Tensor], label: str,
