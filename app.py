@@ -1,5 +1,8 @@
-"""XAI Lab (``streamlit run app.py``): the router. It draws the shared sidebar once per run, then the
-chosen page: the home page below, or one of ``pages/*.py`` (every file there, in name order).
+"""XAI Lab (``streamlit run app.py``): the router. It reads the link back into the session
+(``ui.url_state.restore``, before anything is drawn), draws the shared sidebar once per run and
+the notice about photos on a shapes model, then the chosen page: the home page (``ui.home``) or
+one of ``pages/*.py``, grouped by what a user wants. After the page, even one that stopped
+(``st.stop()``), the view is written back into the link (``ui.url_state.sync``).
 
 Widgets drawn here, in the entrypoint, keep their state whatever the page (streamlit's
 "Working with widgets in multipage apps"); the pages' ``sidebar()`` calls return the selection
@@ -9,65 +12,36 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.figures import image_figure, mask_figure, prediction_bar
-from ui.sidebar import shared_selection, sidebar
+from ui import url_state
+from ui.home import home, photo_notice
+from ui.sidebar import LINK_CHECKS, link_keys, shared_selection, sidebar
 
 ROOT = Path(__file__).resolve().parent
-PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
-FIGURE_PX = 330
+PAGES = {  # group → (file, title, the page's KEY_PREFIX: the keys of its settings, which the link holds)
+    "Explain": [("1_Gradients_and_CAM.py", "Gradients and CAM", "gradients_cam"), ("2_RISE.py", "RISE", "rise_page"),
+                ("3_IG_and_RIG.py", "IG and RIG", "ig_rig"),
+                ("4_Inversion_and_Zeiler_Fergus.py", "Inversion and Zeiler-Fergus", "inversion")],
+    "Compare": [("6_Compare.py", "Compare", "compare")],
+    "Evaluate": [("5_Evaluate.py", "Evaluate", "evaluate")],
+    "Train": [("7_Fine_tune.py", "Fine-tune", "ft")],
+    "Report": [("8_Report.py", "Report", "report")],
+}
+HOME = "Home"
 
+prefixes = {}
+sections = {"": [st.Page(lambda: home(sidebar()), title=HOME, icon="🔍", default=True, url_path="home")]}
+for group, pages in PAGES.items():
+    present = [(file, title, prefix) for file, title, prefix in pages if (ROOT / "pages" / file).is_file()]
+    sections[group] = [st.Page(f"pages/{file}", title=title) for file, title, _ in present]
+    prefixes |= {title: prefix for _, title, prefix in present}
+navigation = st.navigation({group: pages for group, pages in sections.items() if pages})
+prefix = prefixes.get(navigation.title)
 
-def home() -> None:
-    """The selected image as the network sees it, its prediction, its ground truth and the model card."""
+url_state.restore(prefix, LINK_CHECKS)
+try:
     selection = sidebar()
-    model = selection.model
-    st.title("XAI Lab")
-    st.caption("Explain an image classifier's decision: gradients, CAM, perturbations, paths and inversion, "
-               "side by side, on a model with known ground truth or on your own.")
-
-    image_col, truth_col, prediction_col = st.columns([1, 1, 1.2])
-    with image_col:
-        st.plotly_chart(image_figure(selection.display_image, "Input as fed to the model", FIGURE_PX), **PLOT)
-        st.caption(f"{selection.image_label} — {model.input_size}×{model.input_size} after resizing and cropping.")
-    if selection.ground_truth is not None:
-        with truth_col:
-            truth = selection.ground_truth
-            st.plotly_chart(mask_figure(selection.display_image, truth["object_mask"], truth["part_mask"],
-                                        truth["box"], f"Ground truth: {truth['label_name']}", FIGURE_PX), **PLOT)
-            has_part = not (truth["part_mask"] == truth["object_mask"]).all()  # only the hexagon pair has one
-            st.caption("Blue: the object; " + ("orange: the part that tells the two hexagon classes apart (they "
-                                               "differ only there); " if has_part else "")
-                       + "red: the bounding box. The explanation pages score maps against these.")
-    with prediction_col:
-        st.plotly_chart(prediction_bar(selection.predictions), **PLOT)
-        st.markdown(f"**Target class for the explanation pages:** {selection.target_name} ({selection.target})")
-
-    card_col, pages_col = st.columns([1, 1.2])
-    with card_col:
-        st.subheader("Model card")
-        card = model.card()
-        st.table({"": list(card.keys()),
-                  "value": [f"{v:,}" if isinstance(v, int) else str(v) for v in card.values()]})
-    with pages_col:
-        st.subheader("Pages")
-        st.markdown("""
-- **Gradients and CAM** — every gradient, CAM and path method (SmoothGrad over any of them), side by side
-  for several targets.
-- **RISE** — random masks weighted by the class score; mask count, cell size, mask shape and fill.
-- **IG and RIG** — Integrated Gradients and Reinforced IG (two classes, support networks, occlusion of the
-  regions every map agrees on, logits before and after).
-- **Inversion and Zeiler-Fergus** — class visualisation from noise, deep dream, DeconvNet projections,
-  occlusion sensitivity and rotation.
-- **Evaluate** — methods × metrics over many images (pointing game, HAGTR/MAGTR/MANGTR, deletion and
-  insertion, sanity checks), with confidence intervals and the worst and best images.
-- **Compare** — two to four models on one image and one class: maps side by side, their agreement, inversions.
-- **Fine-tune** — retrain a copy of the shortcut model so its Grad-CAM lands on the object; curves, scores
-  and Grad-CAM before/after.
-""")
-
-
-navigation = st.navigation([st.Page(home, title="Home", icon="🔍", default=True)]
-                           + [st.Page(path.relative_to(ROOT).as_posix())
-                              for path in sorted((ROOT / "pages").glob("*.py"))])
-with shared_selection(sidebar()):
-    navigation.run()
+    photo_notice(selection)
+    with shared_selection(selection), url_state.applying_link():
+        navigation.run()
+finally:
+    url_state.sync(prefix, link_keys())

@@ -4,16 +4,14 @@ The methods offered are the registry's methods of ``PAGE_FAMILIES``, grouped by 
 parameter widgets come from their ``Param`` specs: a method registered in
 ``xai_core/methods/registry.py`` appears here with no edit to this page.
 """
-import io
-
 import numpy as np
 import streamlit as st
 
 from ui.cache import cached_explain, progress_bar
-from ui.export import grid_png
-from ui.figures import heatmap_grid
 from ui.params import param_widgets
-from ui.sidebar import sidebar
+from ui.provenance import provenance
+from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.views import map_stack, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
 from xai_core.methods.base import FAMILIES
@@ -35,16 +33,19 @@ for column, (family, names) in zip(st.columns(len(offered)), offered.items()):
     methods += column.multiselect(f"{FAMILIES[family]} (columns)", names, key=f"{KEY_PREFIX}.methods.{family}",
                                   default=[n for n in DEFAULT_METHODS if n in names], persist_state="session",
                                   format_func=lambda name: METHODS[name].label)
-targets = st.multiselect("Target classes (rows) — type to search any class by name", range(model.num_classes),
-                         default=[selection.target], format_func=model.class_label,
-                         max_selections=6)
+classes = class_choices(model)  # kept by name: a model change keeps the classes it also has
+keep_known_classes(f"{KEY_PREFIX}.targets", model, classes)
+targets = [classes[c] for c in st.multiselect(
+    "Target classes (rows) — type to search any class by name", list(classes),
+    default=[list(classes)[selection.target]], format_func=lambda c: model.class_label(classes[c]),
+    max_selections=6, key=f"{KEY_PREFIX}.targets", persist_state="session")]
 
 c1, c2, c3 = st.columns(3)
-opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
-colormap = c2.selectbox("Colormap", COLORMAPS)
+opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{KEY_PREFIX}.opacity", persist_state="session")
+colormap = c2.selectbox("Colormap", COLORMAPS, key=f"{KEY_PREFIX}.colormap", persist_state="session")
 SCALINGS = {"per map": False, "shared per method": "column"}
 shared_scale = SCALINGS[c3.radio(
-    "Colour scaling", list(SCALINGS), horizontal=True,
+    "Colour scaling", list(SCALINGS), horizontal=True, key=f"{KEY_PREFIX}.scaling", persist_state="session",
     help="per map: each map spans the whole colormap. shared per method: one colour range down each method's "
          "column, so one method's maps compare across the target classes; methods are never put on one scale, "
          "as their values have different units (Grad-CAM++ reaches tens where a gradient stays below 1).")]
@@ -62,6 +63,7 @@ if not methods or not targets:
     st.stop()
 
 maps = [[None] * len(methods) for _ in targets]
+attributions = [[None] * len(methods) for _ in targets]  # input attributions (C×H×W) of the methods that have one
 for col, name in enumerate(methods):
     spec = METHODS[name]
     bar = progress_bar(spec.label)
@@ -73,27 +75,18 @@ for col, name in enumerate(methods):
         continue
     finally:
         bar.done()
-    for row, (heatmap, _attribution) in enumerate(results):
-        maps[row][col] = heatmap
+    for row, (heatmap, attribution) in enumerate(results):
+        maps[row][col], attributions[row][col] = heatmap, attribution
 
 row_labels = [model.categories[t] for t in targets]
 col_labels = [METHODS[m].label + (" (class-agnostic)" if METHODS[m].class_agnostic else "") for m in methods]
-st.plotly_chart(heatmap_grid(selection.display_image, maps, row_labels, col_labels, colormap, opacity,
-                             shared_scale), width="stretch", config={"displayModeBar": False})
-
-stack = np.full((len(targets), len(methods), *selection.x.shape[-2:]), np.nan, dtype=np.float32)
-for row in range(len(targets)):
-    for col in range(len(methods)):
-        if maps[row][col] is not None:
-            stack[row, col] = maps[row][col]
-npy = io.BytesIO()
-np.save(npy, stack)
-c1, c2 = st.columns(2)
-c1.download_button("Download the grid (PNG)", grid_png(selection.display_image, maps, row_labels, col_labels,
-                                                       colormap, opacity, shared_scale),
-                   file_name="gradients_and_cam.png", mime="image/png")
-c2.download_button("Download the maps (.npy: targets × methods × H × W, NaN where a method failed)",
-                   npy.getvalue(), file_name="gradients_and_cam.npy", mime="application/octet-stream")
+prov = provenance(selection, method=", ".join(col_labels), target=[model.class_label(t) for t in targets],
+                  params={f"{m}.{k}": v for m in methods for k, v in chosen[m].items()} | {
+                      "colormap": colormap, "opacity": opacity, "colour scaling": shared_scale or "per map"})
+show_grid(selection.display_image, maps, row_labels, col_labels, "Gradients and CAM", prov, colormap=colormap,
+          opacity=opacity, shared_scale=shared_scale, width="stretch",
+          arrays={"targets": np.array(targets), "methods": np.array(methods)}
+          | ({} if (stacked := map_stack(attributions)) is None else {"attributions": stacked}))
 
 with st.expander("About these methods"):
     for name in methods:

@@ -3,6 +3,7 @@
 The RISE widgets are drawn from ``METHODS["rise"].params`` (``ui.params``): ranges, fills and
 shapes are the library's.
 """
+import numpy as np
 import streamlit as st
 import torch
 
@@ -10,7 +11,9 @@ from ui.cache import cached_explain, get_engine, progress_bar
 from ui.figures import heatmap_grid, line_figure, masks_figure
 from ui.params import param_widgets
 from ui.progressive import accumulation
-from ui.sidebar import sidebar
+from ui.provenance import provenance
+from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.views import show_figure, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
 from xai_core.methods.rise import SEED_CHUNK, convergence_curve, rise_progressive, sample_masks, saliency_from_sums
@@ -19,6 +22,7 @@ PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 GRID = PLOT | {"width": "content"}  # image grids keep their own width, so images keep their aspect
 RISE = METHODS["rise"]
 COMPARE_MAX_MASKS = 4000  # per map: the comparison runs RISE once per fill and per shape
+KEY_PREFIX = "rise_page"
 
 selection = sidebar()
 model = selection.model
@@ -26,14 +30,17 @@ st.title("RISE — randomized input sampling")
 st.caption("Black-box: the model sees N randomly masked copies of the image; a pixel's saliency is the "
            "class probability averaged over the masks that kept it: S = Σ f(I ⊙ M) · M / (N · p).")
 
-params = param_widgets(RISE, model, key_prefix="rise_page", columns=4)
+params = param_widgets(RISE, model, key_prefix=KEY_PREFIX, columns=4)
 # Whole chunks, so every count is a stored prefix (the count's slider already steps by chunks).
 params["masks"] = n_masks = max(SEED_CHUNK, params["masks"] // SEED_CHUNK * SEED_CHUNK)
 p = params["p"]
 others = [q["index"] for q in selection.predictions if q["index"] != selection.target]
-second = st.selectbox("Second target class", range(model.num_classes), index=others[0] if others else 0,
-                      format_func=model.class_label)
-targets = (selection.target, int(second))
+classes = class_choices(model)  # kept by name across a model change
+keep_known_classes(f"{KEY_PREFIX}.second", model, classes)
+second = st.selectbox("Second target class", list(classes), index=others[0] if others else 0,
+                      format_func=lambda c: model.class_label(classes[c]), key=f"{KEY_PREFIX}.second",
+                      persist_state="session")
+targets = (selection.target, classes[second])
 names = [model.categories[t] for t in targets]
 
 try:
@@ -42,7 +49,9 @@ try:
 except XAIError as err:
     st.error(str(err))
     st.stop()
-st.plotly_chart(masks_figure(shown, [f"mask {i + 1}" for i in range(len(shown))]), **GRID)
+prov = provenance(selection, method=RISE.label, params=params, target=[model.class_label(t) for t in targets])
+show_figure(masks_figure(shown, [f"mask {i + 1}" for i in range(len(shown))]), "RISE masks", prov,
+            arrays={"masks": shown}, **GRID)
 
 
 def maps_figure(sums, n):
@@ -71,23 +80,27 @@ if acc.n_done < n_masks:
         st.stop()
     finally:
         bar.done()
-live.plotly_chart(maps_figure(acc.sums_at(n_masks), n_masks), **GRID)
+show_grid(selection.display_image, [list(saliency_from_sums(acc.sums_at(n_masks), n_masks, p))], [f"N = {n_masks}"],
+          names, "RISE maps", prov, shared_scale=False, container=live, arrays={"targets": np.array(targets)}, **GRID)
 st.caption(f"{acc.n_done} masks accumulated for these settings in this session; any N up to that is shown "
            "without recomputing.")
 
 counts = acc.counts(n_masks)
 if len(counts) > 1:
     curve = convergence_curve([acc.sums_at(n) for n in counts], counts, p)
-    st.plotly_chart(line_figure(counts, {name: curve[:, i] for i, name in enumerate(names)}, "masks n",
-                                "‖map(n) − map(N)‖ / ‖map(N)‖ (mean removed)",
-                                f"Convergence towards the map with N = {n_masks}"), **PLOT)
+    show_figure(line_figure(counts, {name: curve[:, i] for i, name in enumerate(names)}, "masks n",
+                            "‖map(n) − map(N)‖ / ‖map(N)‖ (mean removed)",
+                            f"Convergence towards the map with N = {n_masks}"), "RISE convergence", prov,
+                arrays={"masks_n": np.array(counts), "relative_distance": curve}, **PLOT)
 
 st.header("Fills and mask shapes compared")
 fills, shapes = RISE.params["fill"].choices, RISE.params["shape"].choices
 count = RISE.params["masks"]
 c1, c2 = st.columns(2)
-n_compare = c1.slider("Masks per map", int(count.low), COMPARE_MAX_MASKS, min(n_masks, 1000), SEED_CHUNK)
-run = c2.toggle("Compute the comparison", help=f"{len(fills)} fills and {len(shapes)} mask shapes: up to "
+n_compare = c1.slider("Masks per map", int(count.low), COMPARE_MAX_MASKS, min(n_masks, 1000), SEED_CHUNK,
+                      key=f"{KEY_PREFIX}.compare_masks", persist_state="session")
+run = c2.toggle("Compute the comparison", key=f"{KEY_PREFIX}.compare", persist_state="session",
+                help=f"{len(fills)} fills and {len(shapes)} mask shapes: up to "
                 f"{len(fills) + len(shapes) - 1} more RISE runs (cached)")
 if run:
     variants = [("fill", f, {"fill": f}) for f in fills] + [("shape", s, {"shape": s}) for s in shapes]
@@ -106,5 +119,6 @@ if run:
         bar.done()
     for kind, labels in (("fill", fills), ("shape", shapes)):
         grid = [[results[kind, label][t][0] for label in labels] for t in range(len(targets))]
-        st.plotly_chart(heatmap_grid(selection.display_image, grid, names, [f"{kind}: {x}" for x in labels],
-                                     shared_scale=False), **GRID)
+        show_grid(selection.display_image, grid, names, [f"{kind}: {x}" for x in labels], f"RISE {kind}s compared",
+                  provenance(selection, method=RISE.label, params=params | {"masks": n_compare, kind: "compared"},
+                             target=[model.class_label(t) for t in targets]), shared_scale=False, **GRID)

@@ -6,16 +6,19 @@ second architecture picked here, side by side; what the session remembers betwee
 (second model, training images, networks, explanations) is ``ui/rig_session.py``, the tables
 are ``ui/rig_tables.py``.
 """
+import numpy as np
 import streamlit as st
 
 from ui.cache import cached_explain, get_engine, get_model, model_key, progress_bar, run_with_progress
 from ui.colormaps import DIVERGING
 from ui.figures import heatmap_grid, learning_curves_figure, outline_regions, overlay_figure
 from ui.params import param_widgets
+from ui.provenance import provenance
 from ui.rig_session import (NO_SECOND_MODEL, RigSession, TrainingRequest, architectures, default_pair,
                             explained_inputs, second_model_default)
 from ui.rig_tables import accuracy_frame, area_frame, occlusion_frame, part_share_frame, side_by_side
-from ui.sidebar import sidebar
+from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.views import show_figure, show_grid, show_table
 from xai_core import rig
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
@@ -24,6 +27,8 @@ from xai_core.models import list_models
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 IG = METHODS["ig"]
 TRAINING_SIZES = sorted({64, 128, 256, 512, 1024, rig.DEFAULT_N})
+KEY_PREFIX = "ig_rig"
+KEEP = "session"
 
 selection = sidebar()
 model = selection.model
@@ -31,9 +36,19 @@ st.title("Integrated Gradients and RIG")
 
 # ----------------------------------------------------------------------------- IG
 st.header("Integrated Gradients")
-params = param_widgets(IG, model, key_prefix="ig_rig", columns=4)
-targets = st.multiselect("Target classes", range(model.num_classes), default=[selection.target],
-                         format_func=model.class_label, max_selections=4)
+params = param_widgets(IG, model, key_prefix=KEY_PREFIX, columns=4)
+classes = class_choices(model)  # every class picker keeps its classes by name across a model change
+for picker in ("targets", "class_a", "class_b"):
+    keep_known_classes(f"{KEY_PREFIX}.{picker}", model, classes)
+
+
+def class_label(choice: str) -> str:
+    return model.class_label(classes[choice])
+
+
+targets = [classes[c] for c in st.multiselect(
+    "Target classes", list(classes), default=[list(classes)[selection.target]], max_selections=4,
+    format_func=class_label, key=f"{KEY_PREFIX}.targets", persist_state=KEEP)]
 if targets:
     bar = progress_bar(IG.label)
     try:
@@ -45,9 +60,11 @@ if targets:
     finally:
         bar.done()
     colormap = DIVERGING if params["reduce"] == "sum" else "viridis"
-    for column, target, (ig_map, _attribution, _extras) in zip(st.columns(len(targets)), targets, results):
-        column.plotly_chart(overlay_figure(selection.display_image, ig_map, colormap, title=model.categories[target]),
-                            **PLOT)
+    for column, target, (ig_map, attribution, _extras) in zip(st.columns(len(targets)), targets, results):
+        show_figure(overlay_figure(selection.display_image, ig_map, colormap, title=model.categories[target]),
+                    f"Integrated Gradients {model.categories[target]}", provenance(
+                        selection, method=IG.label, params=params, target=model.class_label(target)),
+                    container=column, arrays={"map": ig_map, "attribution": attribution}, key=str(target), **PLOT)
     st.markdown("**Completeness** — Σ IG should equal f(x) − f(x′) (logits). The gap is quadrature error (the "
                 "gradient of a ReLU network jumps along the path); it shrinks, if not monotonically, with more steps.")
     for target, (_map, attribution, extras) in zip(targets, results):
@@ -82,6 +99,7 @@ second_name = st.selectbox(
     index=second_options.index(second_model_default(model, list(rows), [n for n, r in rows.items()
                                                                         if r["weights_available"]])),
     format_func=lambda n: n if n == NO_SECOND_MODEL or rows[n]["weights_available"] else f"{n} (weights unavailable)",
+    key=f"{KEY_PREFIX}.second_model", persist_state=KEEP,
     help="Trained and explained with the same settings, on the same pair (matched by class name) and image.")
 second_key = None if second_name == NO_SECOND_MODEL else model_key(second_name, None, None, selection.device)
 try:
@@ -94,22 +112,31 @@ models = [(selection.model_key, model), *([(second_key, second)] if second is no
 embedded = rig.uses_embedded_dataset(model)
 pair = default_pair(model, selection.predictions)
 c1, c2 = st.columns(2)
-class_a = c1.selectbox("Class A", range(model.num_classes), index=int(pair[0]), format_func=model.class_label)
-class_b = c2.selectbox("Class B", range(model.num_classes), index=int(pair[1]), format_func=model.class_label)
+c1, c2 = st.columns(2)
+class_a = classes[c1.selectbox("Class A", list(classes), index=int(pair[0]), format_func=class_label,
+                               key=f"{KEY_PREFIX}.class_a", persist_state=KEEP)]
+class_b = classes[c2.selectbox("Class B", list(classes), index=int(pair[1]), format_func=class_label,
+                               key=f"{KEY_PREFIX}.class_b", persist_state=KEEP)]
 c1, c2, c3, c4 = st.columns(4)
-alpha_text = c1.text_input("α values", rig.format_alphas(rig.DEFAULT_ALPHAS))
-epochs = c2.number_input("Epochs", 1, 100, rig.DEFAULT_EPOCHS)
-lr = c3.number_input("Learning rate", 1e-7, 1e-1, rig.DEFAULT_LR, format="%.1e")
-tau = c4.slider("τ", 0.05, 1.0, rig.DEFAULT_TAU, 0.05, help="important = attribution ≥ τ × the map's max")
+alpha_text = c1.text_input("α values", rig.format_alphas(rig.DEFAULT_ALPHAS), key=f"{KEY_PREFIX}.alphas",
+                           persist_state=KEEP)
+epochs = c2.number_input("Epochs", 1, 100, rig.DEFAULT_EPOCHS, key=f"{KEY_PREFIX}.epochs", persist_state=KEEP)
+lr = c3.number_input("Learning rate", 1e-7, 1e-1, rig.DEFAULT_LR, format="%.1e", key=f"{KEY_PREFIX}.lr",
+                     persist_state=KEEP)
+tau = c4.slider("τ", 0.05, 1.0, rig.DEFAULT_TAU, 0.05, help="important = attribution ≥ τ × the map's max",
+                key=f"{KEY_PREFIX}.tau", persist_state=KEEP)
 c1, c2, c3 = st.columns(3)
-rig_steps = c1.slider("IG steps for RIG", 4, 128, rig.DEFAULT_STEPS)
+rig_steps = c1.slider("IG steps for RIG", 4, 128, rig.DEFAULT_STEPS, key=f"{KEY_PREFIX}.rig_steps",
+                      persist_state=KEEP)
 folder, n_train, data_seed = None, rig.DEFAULT_N, rig.DEFAULT_SEED
 if embedded:
-    n_train = c2.select_slider("Training images (embedded dataset)", TRAINING_SIZES, rig.DEFAULT_N)
-    data_seed = int(c3.number_input("Training seed", 0, 2**31 - 1, rig.DEFAULT_SEED))
+    n_train = c2.select_slider("Training images (embedded dataset)", TRAINING_SIZES, rig.DEFAULT_N,
+                               key=f"{KEY_PREFIX}.n_train", persist_state=KEEP)
+    data_seed = int(c3.number_input("Training seed", 0, 2**31 - 1, rig.DEFAULT_SEED, key=f"{KEY_PREFIX}.data_seed",
+                                    persist_state=KEEP))
 else:
     folder = c2.text_input("Folder of training images of the two classes (dataset-export's, or one subfolder "
-                           "per class named by class)", "") or None
+                           "per class named by class)", "", key=f"{KEY_PREFIX}.folder", persist_state=KEEP) or None
 
 try:
     archs, left_out = architectures(models, [class_a, class_b], selection.image, selection.x)
@@ -123,6 +150,9 @@ except XAIError as err:
 for note in left_out:
     st.warning(note)
 names = [model.categories[c] for c in archs[0].classes]  # the pair as the sidebar's model names it
+rig_prov = provenance(selection, method="Reinforced IG", target=names, models=[a.label for a in archs], params={
+    "alphas": alpha_text, "epochs": epochs, "learning rate": lr, "tau": tau, "IG steps": rig_steps,
+    **({"training images": n_train, "training seed": data_seed} if embedded else {"folder": folder})})
 
 supports = [session.supports(request) for request in requests]
 if st.button("Train or load the support networks", type="primary", disabled=None not in supports):
@@ -143,15 +173,17 @@ for column, a, s, (train, val), request in zip(st.columns(len(archs)), archs, su
         st.subheader(a.label)
         st.success(("Loaded from disk" if s.loaded_from_disk else "Trained and stored") +
                    f" — {len(s.networks)} support networks in {s.directory}")
-        st.plotly_chart(learning_curves_figure({f"α = {alpha:g}": c for alpha, c in s.curves.items()}), **PLOT)
+        show_figure(learning_curves_figure({f"α = {alpha:g}": c for alpha, c in s.curves.items()}),
+                    f"RIG support networks learning curves {a.label}", rig_prov, **PLOT)
         st.markdown("**Accuracy per class (paper's Table 1 layout)**")
-        st.dataframe(accuracy_frame(session.accuracy(a.model, request, s, train, val)).style.format("{:.1f}"),
-                     width="stretch")
+        show_table(accuracy_frame(session.accuracy(a.model, request, s, train, val)).style.format("{:.1f}"),
+                   f"RIG accuracy per class {a.label}", rig_prov, width="stretch")
         st.caption(f"Prediction = the larger of the two logits. Train: {train.source}; validation: {val.source}.")
 
 # ------------------------------------------------------------ IG vs RIG on several images
 st.subheader("IG and RIG side by side")
-count = st.slider("Images (the selected one plus held-out ones)", 1, 6, 3)
+count = st.slider("Images (the selected one plus held-out ones)", 1, 6, 3, key=f"{KEY_PREFIX}.count",
+                  persist_state=KEEP)
 inputs = [explained_inputs(a.x, val, count) for a, (_, val) in zip(archs, data)]
 explain_keys = [(request, selection.image_hash, count, float(tau), rig_steps) for request in requests]
 explanations = [session.explanations(key) for key in explain_keys]
@@ -170,31 +202,39 @@ for column, a, shown, found in zip(st.columns(len(archs)), archs, inputs, explan
                                                                     for e in found],
                         [n for n, _ in shown], map_titles, colormap=DIVERGING, shared_scale=False)
     column.markdown(f"**{a.label}**")
-    column.plotly_chart(outline_regions(grid, {(row, 1 + 2 * c): e.region[c] for row, e in enumerate(found)
-                                               for c in range(2)}, "RIG region"), **PLOT)
+    show_figure(outline_regions(grid, {(row, 1 + 2 * c): e.region[c] for row, e in enumerate(found)
+                                       for c in range(2)}, "RIG region"), f"IG and RIG {a.label}", rig_prov,
+                container=column, arrays={"ig": np.array([e.ig for e in found]), "rig": np.array([e.rig for e in found]),
+                                          "rig_region": np.array([e.region for e in found]),
+                                          "images": np.array([n for n, _ in shown])}, **PLOT)
 st.caption(f"Signed IG and RIG (blue < 0 < red, each map to its own ±max). Green squares outline the RIG region "
            f"(pixels important in every network's map at τ = {tau:g}); it is often only a few of the "
            f"{explanations[0][0].region[0].size} pixels.")
-st.dataframe(side_by_side({a.label: area_frame(names, shown, found)
-                           for a, shown, found in zip(archs, inputs, explanations)}), width="stretch")
+show_table(side_by_side({a.label: area_frame(names, shown, found)
+                         for a, shown, found in zip(archs, inputs, explanations)}), "RIG area kept", rig_prov,
+           width="stretch")
 st.caption("Area kept: share (and number) of pixels important in the classifier's IG map (≥ τ × max) and in the "
            "RIG region.")
 
 with st.expander("Each network's IG map"):
     c1, c2 = st.columns(2)
-    arch = c1.selectbox("Architecture", range(len(archs)), format_func=lambda i: archs[i].label)
-    picked = c2.selectbox("Image", range(len(inputs[arch])), format_func=lambda i: inputs[arch][i][0])
+    arch = c1.selectbox("Architecture", range(len(archs)), format_func=lambda i: archs[i].label,
+                        key=f"{KEY_PREFIX}.network_maps_arch", persist_state=KEEP)
+    picked = c2.selectbox("Image", range(len(inputs[arch])), format_func=lambda i: inputs[arch][i][0],
+                          key=f"{KEY_PREFIX}.network_maps_image", persist_state=KEEP)
     e = explanations[arch][picked]
-    st.plotly_chart(heatmap_grid(archs[arch].model.to_display(inputs[arch][picked][1]),
-                                 [[e.network_maps[k][c] for k in range(len(e.network_names))] for c in range(2)],
-                                 names, e.network_names, colormap=DIVERGING, shared_scale=False), **PLOT)
+    show_grid(archs[arch].model.to_display(inputs[arch][picked][1]),
+              [[e.network_maps[k][c] for k in range(len(e.network_names))] for c in range(2)], names,
+              e.network_names, f"IG per network {archs[arch].label} {inputs[arch][picked][0]}", rig_prov,
+              colormap=DIVERGING, shared_scale=False, **PLOT)
     st.caption("Completeness gap per network and class: " + "; ".join(
         f"{n}: {g[0]:.1e}, {g[1]:.1e}" for n, g in zip(e.network_names, e.completeness_gap)))
 
 # ------------------------------------------------------------------------ occlusion
 st.subheader("Pre-softmax logits after occlusion (paper's Table 3 layout)")
-st.dataframe(side_by_side({a.label: occlusion_frame(a.model, names, shown, found)
-                           for a, shown, found in zip(archs, inputs, explanations)}), width="stretch")
+show_table(side_by_side({a.label: occlusion_frame(a.model, names, shown, found)
+                         for a, shown, found in zip(archs, inputs, explanations)}), "RIG logits after occlusion",
+           rig_prov, width="stretch")
 st.caption("Black (the IG baseline) over the RIG regions of both classes (.1), and over an equally large region "
            "of the classifier's strongest IG pixels (.2; — : the original logits are in row .1), per architecture.")
 
@@ -202,13 +242,16 @@ st.caption("Black (the IG baseline) over the RIG regions of both classes (.1), a
 if embedded:
     st.subheader("Does RIG find the discriminative part? (embedded dataset)")
     c1, c2 = st.columns(2)
-    n_held_out = c1.slider("Held-out images", 4, 64, rig.DEFAULT_REPORT_N)
-    held_out_seed = c2.number_input("Held-out seed", 0, 2**31 - 1, rig.DEFAULT_REPORT_SEED)
+    n_held_out = c1.slider("Held-out images", 4, 64, rig.DEFAULT_REPORT_N, key=f"{KEY_PREFIX}.n_held_out",
+                           persist_state=KEEP)
+    held_out_seed = c2.number_input("Held-out seed", 0, 2**31 - 1, rig.DEFAULT_REPORT_SEED,
+                                    key=f"{KEY_PREFIX}.held_out_seed", persist_state=KEEP)
     if st.button("Compute the part-share report"):
         reports = {a.label: run_with_progress(f"Part-share report of {a.label}", lambda p, a=a, s=s: (
             rig.part_share_report(a.model, s, seed=int(held_out_seed), n=n_held_out, tau=tau, steps=rig_steps,
                                   engine=get_engine(selection.device), progress=p))) for a, s in zip(archs, supports)}
-        st.table(part_share_frame(reports))
+        show_table(part_share_frame(reports), "RIG part share", rig_prov | {
+            "held-out images": str(n_held_out), "held-out seed": str(held_out_seed)}, table=True)
         st.caption("share: positive attribution inside the part over all positive attribution; precision: share of "
                    "the selected pixels on the part (RIG region vs the equally large top-IG region); part_area is "
                    "chance level; margin: own-class minus other-class logit, original and after blacking out the "

@@ -8,6 +8,7 @@ that needs no new computation is instant. Tables and figures are ``ui/evaluation
 """
 import json
 
+import numpy as np
 import streamlit as st
 
 from ui.cache import progress_bar
@@ -16,7 +17,9 @@ from ui.evaluation_figures import (DISTRIBUTION_KINDS, direction, metric_curves_
 from ui.evaluation_session import (EvaluationProgress, EvaluationRequest, evaluate, explore, explored, extremes,
                                    metric_param_widgets, named_params, opened_source, stored, thumbnails)
 from ui.params import param_widgets
+from ui.provenance import provenance
 from ui.sidebar import sidebar
+from ui.views import show_figure, show_table
 from xai_core.errors import XAIError
 from xai_core.evaluation import GROUND_TRUTHS, result_json
 from xai_core.evaluation.sources import EMBEDDED_PREFIX
@@ -121,18 +124,23 @@ if done < request.n:
     st.warning(("Stopped. " if stop else "") + f"These results are for {done} of the {request.n} images; "
                "Run continues from there.")
 labels = {name: METHODS[name].label for name in result.methods} | {name: METRICS[name].label for name in result.metrics}
+prov = provenance(selection, method=", ".join(labels[m] for m in result.methods), image=f"{source}: {done} images",
+                  image_hash="(one per image)", target="each image's true class",
+                  metrics=[labels[m] for m in result.metrics], params={
+                      "ground truth": ground_truth, "batch size": batch_size,
+                      **{f"{m}.{k}": v for m, chosen in (method_params | metric_params).items() for k, v in chosen.items()}})
 
 # ----------------------------------------------------------------------------- results
 st.subheader("Methods × metrics")
-st.dataframe(summary_frame(result.summary, labels), hide_index=True,
-             column_config={"Mean": NUMBER, "95% CI low": NUMBER, "95% CI high": NUMBER})
+show_table(summary_frame(result.summary, labels), "Evaluation methods by metrics", prov, hide_index=True,
+           column_config={"Mean": NUMBER, "95% CI low": NUMBER, "95% CI high": NUMBER})
 st.caption("Mean over the images where the metric is defined (n; an empty mask or a constant map has no score) "
            "and its 95 % percentile bootstrap interval (2,000 resamples, seeded).")
 
 st.subheader("Per-image scores")
 kind = st.radio("Plot", DISTRIBUTION_KINDS, horizontal=True, key=f"{KEY}.distribution", persist_state=KEEP)
-st.plotly_chart(score_distributions(result.rows, result.methods, [METRICS[m] for m in result.metrics], labels, kind),
-                **PLOT)
+show_figure(score_distributions(result.rows, result.methods, [METRICS[m] for m in result.metrics], labels, kind),
+            "Evaluation per-image score distributions", prov, **PLOT)
 
 curve_metrics = [m for m in result.metrics if any((method, m) in result.curves for method in result.methods)]
 if curve_metrics:
@@ -141,12 +149,16 @@ if curve_metrics:
         for column, metric in zip(st.columns(CURVE_COLUMNS), curve_metrics[start:start + CURVE_COLUMNS]):
             curves = {method: result.curves[(method, metric)] for method in result.methods
                       if (method, metric) in result.curves}
-            column.plotly_chart(metric_curves_figure(METRICS[metric], curves, labels), **PLOT)
+            show_figure(metric_curves_figure(METRICS[metric], curves, labels), f"Evaluation {labels[metric]} curves",
+                        prov, container=column, arrays={"x": np.asarray(next(iter(curves.values())).x)} | {
+                            f"mean {labels[m]}": np.asarray(c.mean) for m, c in curves.items()}, **PLOT)
 
 st.subheader("Worst and best images")
 method_choice, metric_choice = st.columns(2)
-shown_method = method_choice.selectbox("Method", result.methods, format_func=labels.get, key=f"{KEY}.gallery.method")
-shown_metric = metric_choice.selectbox("Metric", result.metrics, format_func=labels.get, key=f"{KEY}.gallery.metric")
+shown_method = method_choice.selectbox("Method", result.methods, format_func=labels.get, key=f"{KEY}.gallery.method",
+                                       persist_state=KEEP)
+shown_metric = metric_choice.selectbox("Metric", result.metrics, format_func=labels.get, key=f"{KEY}.gallery.metric",
+                                       persist_state=KEEP)
 worst, best = extremes(result.rows, shown_method, shown_metric, GALLERY_K, METRICS[shown_metric].higher_is_better)
 try:
     pictures = thumbnails(model, selection.model_key, request, shown_method, worst + best)
@@ -170,7 +182,7 @@ else:
 
 st.subheader("Downloads")
 with st.expander("Per-image scores (table)"):
-    st.dataframe(per_image_frame(result.rows, labels), hide_index=True)
+    show_table(per_image_frame(result.rows, labels), "Evaluation per-image scores", prov, hide_index=True)
 csv_column, json_column = st.columns(2)
 csv_column.download_button("Per-image scores (CSV)", lambda: rows_frame(result.rows).to_csv(index=False, na_rep="nan"),
                            file_name="evaluation.csv", mime="text/csv", on_click="ignore", key=f"{KEY}.csv")

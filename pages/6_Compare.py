@@ -9,7 +9,9 @@ from ui.compare_figures import agreement_frame, comparison_grid, inversion_figur
 from ui.compare_session import (CompareInversion, cached_maps, class_options, has_shared_params, load_compared,
                                 model_options, sidebar_option)
 from ui.params import param_widgets
+from ui.provenance import provenance
 from ui.sidebar import sidebar
+from ui.views import file_stem, show_figure, show_table
 from xai_core.compare import compare_models, match_classes
 from xai_core.errors import XAIError
 from xai_core.inversion import InversionSettings
@@ -67,13 +69,13 @@ class_label = st.selectbox(f"Class (by name; {len(classes)} shared by every mode
 match = classes[class_label]
 
 c1, c2, c3, c4 = st.columns(4)
-scale = SCALES[c1.radio("Colour scale", list(SCALES), horizontal=True, key=f"{KEY}.scale",
+scale = SCALES[c1.radio("Colour scale", list(SCALES), horizontal=True, key=f"{KEY}.scale", persist_state="session",
                         help="per model: each map spans the whole colormap (two networks' scores, hence their "
                              "maps, have their own units); shared across models: one range per method, so a "
                              "method's maps compare in strength across the models.")]
-percent = c2.slider("Top-k % for the overlap", 1, 50, 10, key=f"{KEY}.percent")
-colormap = c3.selectbox("Colormap", COLORMAPS, key=f"{KEY}.colormap")
-opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{KEY}.opacity")
+percent = c2.slider("Top-k % for the overlap", 1, 50, 10, key=f"{KEY}.percent", persist_state="session")
+colormap = c3.selectbox("Colormap", COLORMAPS, key=f"{KEY}.colormap", persist_state="session")
+opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{KEY}.opacity", persist_state="session")
 
 chosen = {name: {} for name in methods}
 tunable = [name for name in methods if has_shared_params(METHODS[name])]
@@ -93,10 +95,17 @@ comparison = compare_models([row.model for row in compared], [row.input for row 
 row_labels = [(row.label, row.model.class_label(t)) for row, t in zip(compared, comparison.targets)]
 grid = comparison_grid([row.display_image for row in compared], comparison.maps, row_labels,
                        [METHODS[m].label for m in methods], comparison.refusals, colormap, opacity, scale, CELL_PX)
+prov = provenance(selection, method=", ".join(METHODS[m].label for m in methods), target=match.name,
+                  models=[row.label for row in compared], params={
+                      "colour scale": scale or "per model", "top-k %": percent, "colormap": colormap,
+                      "opacity": opacity, **{f"{m}.{k}": v for m, values in chosen.items() for k, v in values.items()}})
 grid_col, predictions_col = st.columns([max(2, len(methods)), 1.3])
-grid_col.plotly_chart(grid, **PLOT)
-predictions_col.plotly_chart(predictions_column(
-    [cached_predict(row.model, row.key, selection.image_hash, row.x, 5) for row in compared], CELL_PX), **PLOT)
+show_figure(grid, "Compare models", prov, container=grid_col, arrays={  # one entry per map: input sizes differ
+    f"map_{file_stem(row.label)}_{m}": heatmap for row, maps in zip(compared, comparison.maps)
+    for m, heatmap in zip(methods, maps) if heatmap is not None}, **PLOT)
+show_figure(predictions_column(
+    [cached_predict(row.model, row.key, selection.image_hash, row.x, 5) for row in compared], grid),
+    "Compare predictions", prov, container=predictions_col, **PLOT)
 for (r, c), reason in comparison.refusals.items():
     st.warning(f"{METHODS[methods[c]].label} on {compared[r].label}: {reason}")
 
@@ -104,8 +113,9 @@ st.subheader("Agreement between models")
 if len(compared) < 2:
     st.info("Choose a second model to see how the maps agree.")
 else:
-    st.dataframe(agreement_frame(comparison.agreement(percent), [row.label for row in compared],
-                                 {m: METHODS[m].label for m in methods}, percent), hide_index=True)
+    show_table(agreement_frame(comparison.agreement(percent), [row.label for row in compared],
+                               {m: METHODS[m].label for m in methods}, percent), "Compare agreement", prov,
+               hide_index=True)
     st.caption(f"Spearman ρ: rank correlation of the two maps' pixels (1: same order, −1: reversed). IoU: "
                f"intersection over union of each map's top {percent} % pixels. Maps of models with different "
                "input sizes are compared at the smaller size.")
@@ -116,8 +126,9 @@ session = CompareInversion(st.session_state)
 inversion_defaults = InversionSettings()
 with st.form(f"{KEY}.inversion_form"):
     c1, c2 = st.columns(2)
-    mode = c1.radio("Start", (NOISE, DREAM), horizontal=True)
-    steps = c2.slider("Steps", 10, 2000, inversion_defaults.steps, step=10)
+    mode = c1.radio("Start", (NOISE, DREAM), horizontal=True, key=f"{KEY}.inversion_start", persist_state="session")
+    steps = c2.slider("Steps", 10, 2000, inversion_defaults.steps, step=10, key=f"{KEY}.inversion_steps",
+                      persist_state="session")
     submitted = st.form_submit_button("Run on every model", type="primary")
 settings = InversionSettings(steps=steps)
 dream = mode == DREAM
@@ -133,7 +144,9 @@ if submitted:
 stop_resume_advance(session, key=f"{KEY}.inv", label="Optimising every model (Stop keeps what is reached)")
 results = session.results()
 if results:
-    st.plotly_chart(inversion_figure(results), **PLOT | {"width": "content"})
+    show_figure(inversion_figure(results), f"Compare inversion {match.name}",
+                provenance(selection, method="Model inversion", target=match.name, models=[row.label for row in compared],
+                           params={"start": mode, "steps": steps}), **PLOT | {"width": "content"})
     st.caption("Gradient ascent on the class score of each model (library defaults, "
                "`xai_core.inversion.InversionSettings`); the numbers are the score before → after.")
 else:

@@ -1,14 +1,16 @@
 """Saliency-guided fine-tuning (issue 13): the shipped shortcut model, fine-tuned so that its Grad-CAM
 lands on the object rather than on the colour cue; learning curves, start-vs-final scores, confusion
 matrices and Grad-CAM before/after, and the fine-tuned checkpoint to download."""
+import numpy as np
 import streamlit as st
 
 from ui.cache import get_engine, get_model
-from ui.figures import heatmap_grid
 from ui.finetune_figures import comparison_table, confusion_figure, learning_curves
 from ui.finetune_session import FinetuneSession, check_shortcut_model, checkpoint_bytes, shortcut_splits
 from ui.inversion_controls import stop_resume_advance
+from ui.provenance import provenance
 from ui.sidebar import select_checkpoint, sidebar
+from ui.views import show_figure, show_grid, show_table
 from xai_core import shortcut_dataset
 from xai_core.errors import XAIError
 from xai_core.finetune import LOSS_FORMS, SALIENCY_MAPS, FinetuneConfig
@@ -19,6 +21,7 @@ TRAIN_SEED, VAL_SEED = 21, 22          # apart from the seeds the shortcut model
 TRAINABLE = {"all": "all", "head": "head (final linear layer)", "last_block": "last block (holding the layer)"}
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
+KEEP = "session"
 
 selection = sidebar()
 st.title("Fine-tune")
@@ -30,6 +33,7 @@ st.caption("The shipped shortcut model classifies by a coloured corner patch tha
 
 SHIPPED, SIDEBAR = "the shipped shortcut model", "the sidebar's model"
 source = st.radio("Model to fine-tune (a copy)", [SHIPPED, SIDEBAR], horizontal=True, key=f"{KEY}.source",
+                  persist_state=KEEP,
                   help="The sidebar's model must classify the embedded shapes at 64×64: the embedded family or a "
                        "checkpoint of it.")
 if source == SHIPPED:
@@ -43,26 +47,30 @@ else:
         st.error(str(error))
         st.stop()
 c1, c2, c3, c4 = st.columns(4)
-form = c1.selectbox("Loss form", LOSS_FORMS, index=LOSS_FORMS.index("weighted_mangtr"), key=f"{KEY}.form")
-saliency = c1.selectbox("Saliency map in the loss", SALIENCY_MAPS, key=f"{KEY}.saliency")
-k1 = c2.slider("k1 (cross-entropy)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k1")
-k2 = c2.slider("k2 (1 − MAGTR)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k2")
-k3 = c2.slider("k3 (MANGTR)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k3")
-lr = c3.select_slider("Learning rate", LEARNING_RATES, 1e-3, format_func="{:.0e}".format, key=f"{KEY}.lr")
-epochs = c3.number_input("Epochs", 1, 100, 5, key=f"{KEY}.epochs")
-trainable = c3.selectbox("Layers that train", list(TRAINABLE), format_func=TRAINABLE.get, key=f"{KEY}.trainable")
-micro_batch = c4.number_input("Micro-batch", 1, 256, 16, key=f"{KEY}.micro_batch")
-accumulate = c4.number_input("Accumulation steps", 1, 64, 1, key=f"{KEY}.accumulate",
+form = c1.selectbox("Loss form", LOSS_FORMS, index=LOSS_FORMS.index("weighted_mangtr"), key=f"{KEY}.form",
+                    persist_state=KEEP)
+saliency = c1.selectbox("Saliency map in the loss", SALIENCY_MAPS, key=f"{KEY}.saliency", persist_state=KEEP)
+k1 = c2.slider("k1 (cross-entropy)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k1", persist_state=KEEP)
+k2 = c2.slider("k2 (1 − MAGTR)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k2", persist_state=KEEP)
+k3 = c2.slider("k3 (MANGTR)", 0.0, 5.0, 1.0, 0.1, key=f"{KEY}.k3", persist_state=KEEP)
+lr = c3.select_slider("Learning rate", LEARNING_RATES, 1e-3, format_func="{:.0e}".format, key=f"{KEY}.lr",
+                      persist_state=KEEP)
+epochs = c3.number_input("Epochs", 1, 100, 5, key=f"{KEY}.epochs", persist_state=KEEP)
+trainable = c3.selectbox("Layers that train", list(TRAINABLE), format_func=TRAINABLE.get, key=f"{KEY}.trainable",
+                         persist_state=KEEP)
+micro_batch = c4.number_input("Micro-batch", 1, 256, 16, key=f"{KEY}.micro_batch", persist_state=KEEP)
+accumulate = c4.number_input("Accumulation steps", 1, 64, 1, key=f"{KEY}.accumulate", persist_state=KEEP,
                              help="One optimiser step per this many micro-batches: the update of a batch this "
                                   "many times larger, in the memory of one micro-batch.")
-n_train = c4.number_input("Training images", 8, 4096, 256, 8, key=f"{KEY}.n_train")
-n_val = c4.number_input("Validation images", 8, 2048, 128, 8, key=f"{KEY}.n_val")
+n_train = c4.number_input("Training images", 8, 4096, 256, 8, key=f"{KEY}.n_train", persist_state=KEEP)
+n_val = c4.number_input("Validation images", 8, 2048, 128, 8, key=f"{KEY}.n_val", persist_state=KEEP)
 d1, d2, d3 = st.columns(3)
 agreement = d1.slider("Cue agrees with the label in (training images)", 0.125, 1.0,
-                      shortcut_dataset.TRAIN_AGREEMENT, 0.005, key=f"{KEY}.agreement",
+                      shortcut_dataset.TRAIN_AGREEMENT, 0.005, key=f"{KEY}.agreement", persist_state=KEEP,
                       help="0.125 = 1/8: the cue says nothing (a control); validation images always have a random cue.")
-train_seed = d2.number_input("Training images seed", 0, 10**6, TRAIN_SEED, key=f"{KEY}.train_seed")
-val_seed = d3.number_input("Validation images seed", 0, 10**6, VAL_SEED, key=f"{KEY}.val_seed")
+train_seed = d2.number_input("Training images seed", 0, 10**6, TRAIN_SEED, key=f"{KEY}.train_seed",
+                             persist_state=KEEP)
+val_seed = d3.number_input("Validation images seed", 0, 10**6, VAL_SEED, key=f"{KEY}.val_seed", persist_state=KEEP)
 st.caption(f"Saliency layer: `{model.default_layer}`. Loss forms: " + "; ".join([
     "ce: CE", "ce_x_1m_hagtr: CE·(1 − HAGTR)", "ce_x_1m_magtr: CE·(1 − MAGTR)", "ce_div_magtr: CE / MAGTR",
     "weighted: k1·CE + k2·(1 − MAGTR)", "weighted_mangtr: k1·CE + k2·(1 − MAGTR) + k3·MANGTR"]) + ".")
@@ -70,8 +78,8 @@ st.caption(f"Saliency layer: `{model.default_layer}`. Loss forms: " + "; ".join(
 curves = st.empty()  # redrawn after every epoch while a run trains, then once more below
 
 
-def draw_curves(run, moment: str = "now") -> None:
-    """The learning curves so far, in place; each draw of one script run has its own key."""
+def draw_curves(run, moment: str) -> None:
+    """The learning curves so far, in place, while training; each draw of one script run has its own key."""
     curves.plotly_chart(learning_curves(run.records, run.before.record), key=f"{KEY}.curves.{moment}", **PLOT)
 
 
@@ -92,25 +100,35 @@ if run is None:
     st.stop()
 
 st.caption(f"{run.epochs_done} of {run.epochs} epochs" + ("" if run.finished else " (stopped: Resume goes on)"))
-draw_curves(run)
+prov = provenance(selection, method=f"Fine-tuning ({form})", model=f"{model.name} ({source})",
+                  weights=model.weights_source, image=f"shortcut dataset: {n_train} training images (seed {train_seed}), "
+                                                      f"{n_val} validation images (seed {val_seed})",
+                  image_hash="(many images)", target="each image's true class", params={
+                      "saliency": saliency, "k1": k1, "k2": k2, "k3": k3, "learning rate": lr, "epochs": epochs,
+                      "layers that train": trainable, "micro-batch": micro_batch, "accumulation steps": accumulate,
+                      "cue agreement": agreement, "layer": model.default_layer})
+show_figure(learning_curves(run.records, run.before.record), "Fine-tune learning curves", prov, container=curves,
+            **PLOT)
 if run.after is None:
     st.stop()
 
 st.subheader("Start vs final")
-st.dataframe(comparison_table(run.before, run.after), width="content")
+show_table(comparison_table(run.before, run.after), "Fine-tune start vs final", prov, width="content")
 names = model.categories
 before_col, after_col = st.columns(2)
-before_col.plotly_chart(confusion_figure(run.before.confusion, names, "Confusion before"), **PLOT)
-after_col.plotly_chart(confusion_figure(run.after.confusion, names, "Confusion after"), **PLOT)
+show_figure(confusion_figure(run.before.confusion, names, "Confusion before"), "Fine-tune confusion before", prov,
+            container=before_col, arrays={"confusion": run.before.confusion, "classes": np.array(names)}, **PLOT)
+show_figure(confusion_figure(run.after.confusion, names, "Confusion after"), "Fine-tune confusion after", prov,
+            container=after_col, arrays={"confusion": run.after.confusion, "classes": np.array(names)}, **PLOT)
 
 st.subheader("Grad-CAM before and after")
 st.caption("The validation images whose Grad-CAM (true class) put least of its mass on the object before "
            "fine-tuning; each map on its own colour range.")
 x, labels = run.val[0][run.gallery], run.val[1][run.gallery]
-st.plotly_chart(heatmap_grid([model.to_display(image) for image in x],
-                             [[b, a] for b, a in zip(run.before.gallery_maps, run.after.gallery_maps)],
-                             [names[int(label)] for label in labels], ["before", "after"], shared_scale=False,
-                             cell_px=180), **PLOT)
+show_grid([model.to_display(image) for image in x],
+          [[b, a] for b, a in zip(run.before.gallery_maps, run.after.gallery_maps)],
+          [names[int(label)] for label in labels], ["before", "after"], "Fine-tune Grad-CAM before and after", prov,
+          shared_scale=False, cell_px=180, arrays={"labels": np.asarray(labels)}, **PLOT)
 finetuned = checkpoint_bytes(run.module)
 use, download = st.columns(2)
 use.button("Use it on every page", key=f"{KEY}.use", on_click=select_checkpoint,

@@ -154,7 +154,7 @@ def test_the_fine_tuned_model_becomes_the_sidebars_model_for_every_page(shortcut
     kept = at.session_state["xai.checkpoint"]
     assert (kept["arch"], kept["filename"]) == ("embedded", "shortcut_finetuned.pt")
     assert at.session_state["w.model"] == "embedded"
-    assert any("Using shortcut_finetuned.pt for embedded" in c.value for c in at.sidebar.caption)
+    assert any(r"Using shortcut\_finetuned.pt for embedded" in c.value for c in at.sidebar.caption)  # as text
     reloaded = load_model("embedded", checkpoint=io.BytesIO(kept["bytes"]))
     _, val = shortcut_splits(32, 16, TRAIN_SEED, VAL_SEED)
     with torch.no_grad():  # the sidebar now serves the fine-tuned weights, not the shipped ones

@@ -21,8 +21,7 @@ from xai_core.inversion import InversionResult
 
 from .figures import heatmap_grid, image_grid_figure, png_data_uri
 
-GRID_TOP_PX, GRID_BOTTOM_PX, GRID_ROW_SPACING = 40, 10, 0.02  # ``heatmap_grid``'s margins and row spacing
-ROW_TITLE_WRAP, ROW_TITLE_LINE_PX = 26, 19  # rotated row titles: characters per line, left margin per line
+ROW_TITLE_WRAP = 26  # rotated row titles: characters per line of the model's name
 REFUSAL_WRAP = 30  # characters per line of a refusal written in a grid cell
 BLANK_GREY = 242  # the cell of a refused map
 
@@ -37,7 +36,6 @@ def comparison_grid(images: Sequence[np.ndarray], maps: Sequence[Sequence[np.nda
     titles = [textwrap.wrap(model, ROW_TITLE_WRAP) + [target] for model, target in row_labels]
     fig = heatmap_grid(list(images), maps, ["<br>".join(lines) for lines in titles], col_labels, colormap, opacity,
                        shared_scale, cell_px)
-    fig.update_layout(margin_l=ROW_TITLE_LINE_PX * (1 + max(len(lines) for lines in titles)))
     n_cols = len(col_labels)
     for (row, col), reason in refusals.items():
         # The blank gives the cell its axes (plotly drops the axes of an empty cell, and a note
@@ -51,21 +49,27 @@ def comparison_grid(images: Sequence[np.ndarray], maps: Sequence[Sequence[np.nda
     return fig
 
 
-def predictions_column(predictions: Sequence[Sequence[dict]], cell_px: int,
+def predictions_column(predictions: Sequence[Sequence[dict]], grid: go.Figure,
                        title: str = "Top-5 predictions") -> go.Figure:
     """Each model's ``[{index, name, probability}]`` as horizontal bars, one subplot per model, laid
-    out like the rows of a ``heatmap_grid`` of the same ``cell_px`` (same height, margins and spacing)."""
+    out like the rows of ``grid`` (a ``comparison_grid``): same height, margins and row domains, so
+    each model's bars face its maps."""
     n = len(predictions)
-    fig = make_subplots(rows=n, cols=1, column_titles=[title], vertical_spacing=GRID_ROW_SPACING)
+    fig = make_subplots(rows=n, cols=1, column_titles=[title])
     for row, top in enumerate(predictions, start=1):
         probabilities = [float(p["probability"]) for p in top]
         fig.add_trace(go.Bar(x=probabilities, y=[f"{p['name']} ({p['index']})" for p in top], orientation="h",
                              text=[f"{q:.1%}" for q in probabilities], textposition="auto", marker_color="#4c78a8",
                              showlegend=False, hovertemplate="%{y}: %{x:.2%}<extra></extra>"), row=row, col=1)
+    row_domains = sorted({tuple(axis.domain) for axis in grid.select_yaxes()}, reverse=True)  # top row first
+    for row, domain in enumerate(row_domains[:n], start=1):
+        fig.update_yaxes(domain=domain, row=row, col=1)
+    fig.update_annotations(y=row_domains[0][1], yanchor="bottom", selector=dict(text=title))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", showticklabels=False)
     fig.update_xaxes(showticklabels=True, row=n, col=1)  # one scale, under the last model's bars
     fig.update_yaxes(autorange="reversed", automargin=True)
-    fig.update_layout(margin=dict(l=10, r=10, t=GRID_TOP_PX, b=GRID_BOTTOM_PX), height=GRID_TOP_PX + cell_px * n)
+    margin = grid.layout.margin
+    fig.update_layout(margin=dict(l=10, r=10, t=margin.t, b=margin.b), height=grid.layout.height)
     return fig
 
 

@@ -19,6 +19,9 @@ import streamlit as st
 from xai_core.methods.base import BASE_PREFIX, Method, Param
 from xai_core.model_handle import LoadedModel
 
+from .text import as_text
+from .url_state import settled
+
 SLIDER_MAX_STEPS = 10_000
 """A bounded number whose range holds more steps than this gets a number input, not a slider."""
 LOG_SLIDER_POINTS = 61
@@ -59,6 +62,8 @@ def param_widget(name: str, param: Param, model: LoadedModel, *, key: str, conta
     """
     kind = widget_kind(name, param)
     common = {"key": key, "persist_state": "session", "help": param.help or None}
+    if kind in ("slider", "log_slider", "number"):
+        _drop_if_out_of_range(key, param, container)
     label = param.label or name.replace("_", " ").capitalize()
     if kind == "layer":
         layers = model.conv_layers()
@@ -85,6 +90,32 @@ def param_widget(name: str, param: Param, model: LoadedModel, *, key: str, conta
                                 format=None if param.kind is int else _printf(step), **common)
     step = param.kind(param.step) if param.step else (1 if param.kind is int else None)
     return container.number_input(label, low, high, param.kind(param.default), step, **common)
+
+
+def _drop_if_out_of_range(key: str, param: Param, container: Any) -> None:
+    """A kept number that the widget cannot hold (from a link: of another kind, or out of range) would
+    stop the page: it is dropped, with a notice, and the widget starts on its default."""
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    right_kind = isinstance(value, (int, float) if param.kind is float else int) and not isinstance(value, bool)
+    if right_kind and (param.low is None or value >= param.low) and (param.high is None or value <= param.high):
+        if type(value) is not param.kind:
+            st.session_state[key] = param.kind(value)  # a link's 1 for a float parameter: 1.0
+        return
+    del st.session_state[key]
+    settled(key)
+    container.info(f"{as_text(key)} = {as_text(repr(value)[:40])} is not a value this parameter takes "
+                   f"({_range_text(param)}): the default is shown.")
+
+
+def _range_text(param: Param) -> str:
+    kind = "a whole number" if param.kind is int else "a number"
+    if param.low is not None and param.high is not None:
+        return f"{kind} from {param.low} to {param.high}"
+    if param.low is not None:
+        return f"{kind} ≥ {param.low}"
+    return kind + (f" ≤ {param.high}" if param.high is not None else "")
 
 
 def widget_kind(name: str, param: Param) -> str:

@@ -6,15 +6,22 @@ the tests do, draws the sidebar itself). Widgets keep their values for the sessi
 (``persist_state``), so a choice hidden by another (the chosen class while the prediction is
 explained, the dataset seed while a photo is shown) comes back with it. Uploaded files are
 kept as bytes and are dropped only by their "Remove" button.
+
+Classes are chosen by name (``class_choices``), so a model change keeps the chosen class when the
+new model has it and otherwise says so and explains the prediction (``keep_known_classes``, which
+the pages' class pickers use too). The model picker always names the model in use: a choice that
+fails to load puts it back (the error staying under it). ``LINK_CHECKS`` and ``link_keys`` say what
+of the sidebar a link (``ui.url_state``) holds.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import re
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import streamlit as st
@@ -28,6 +35,8 @@ from xai_core.models import EMBEDDED, list_models
 from xai_core.zoo.timm_family import PREFIX as TIMM_PREFIX
 
 from .cache import bytes_hash, cached_predict, get_model, model_key
+from .text import as_text
+from .url_state import settled
 
 DATASET, PHOTO, UPLOAD = "Dataset sample", "Sample photo", "Upload"
 IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
@@ -39,8 +48,8 @@ TIMM_BY_NAME = "timm: by name…"
 TIMM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 KEEP = "session"
 """Every sidebar widget's ``persist_state``: its value stays while it is hidden and on every page."""
-_MAX_INDEX = 99_999
-_MAX_SEED = 2**31 - 1
+MAX_INDEX = 99_999
+MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -75,6 +84,35 @@ def _kept(name: str, default: Any = None) -> Any:
 
 def _keep(name: str, value: Any) -> None:
     st.session_state[f"xai.{name}"] = value
+
+
+# ------------------------------------------------------------------------ links
+def _count(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+LINK_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "w.model": lambda v: v == TIMM_BY_NAME or v in {row["name"] for row in list_models()},
+    "w.timm_name": lambda v: isinstance(v, str) and is_timm_name(v),
+    "w.source": lambda v: v in IMAGE_SOURCES,
+    "w.seed": _count(0, MAX_SEED),
+    "w.index": _count(0, MAX_INDEX),
+    "w.photo": lambda v: v in imageio.list_samples(),
+    "w.target_mode": lambda v: v in (PREDICTED, CHOSEN),
+    "w.target": lambda v: isinstance(v, str),  # a class name: checked against the model before it is drawn
+}
+"""The sidebar's keys that a link (``ui.url_state``) may set, each with what it may hold. Not the
+device (another machine's) nor uploads (files do not travel in a link)."""
+
+
+def link_keys() -> list[str]:
+    """The sidebar's keys that describe the view: the seed and index only for a dataset sample, etc."""
+    state = st.session_state
+    keys = ["w.model", "w.source", "w.target_mode"]
+    keys += ["w.timm_name"] if state.get("w.model") == TIMM_BY_NAME else []
+    keys += {DATASET: ["w.seed", "w.index"], PHOTO: ["w.photo"]}.get(state.get("w.source", DATASET), [])
+    keys += ["w.target"] if state.get("w.target_mode") == CHOSEN else []
+    return keys
 
 
 # --------------------------------------------------------------------- devices
@@ -114,9 +152,10 @@ def _checkpoint_widgets(model_name: str) -> dict | None:
             _keep("checkpoint", None)
             return None
         if checkpoint["arch"] != model_name:
-            st.caption(f"{checkpoint['filename']} is for {checkpoint['arch']}; select {checkpoint['arch']} to use it.")
+            st.caption(f"{as_text(checkpoint['filename'])} is for {checkpoint['arch']}; select {checkpoint['arch']} "
+                       "to use it.")
             return None
-        st.caption(f"Using {checkpoint['filename']} for {model_name}.")
+        st.caption(f"Using {as_text(checkpoint['filename'])} for {model_name}.")
         return {**checkpoint, "class_names": parse_class_names(names_text)}
 
 
@@ -130,7 +169,8 @@ def select_checkpoint(arch: str, filename: str, data: bytes) -> None:
 
 
 def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[LoadedModel, str]:
-    """The chosen model, or, when it cannot be loaded, the last one that could (error shown)."""
+    """The chosen model; when it cannot be loaded, the model picker is put back on the last one that
+    could (a rerun: a widget is set only before it is drawn), the error staying under it."""
     class_names = checkpoint["class_names"] if checkpoint else None
     wanted = {"name": name, "checkpoint": checkpoint, "device": device,
               "key": model_key(name, checkpoint["hash"] if checkpoint else None, class_names, device)}
@@ -141,21 +181,45 @@ def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[Loa
     _keep("model_wanted", wanted["key"])
     if error is None:
         try:
-            return _get(wanted), wanted["key"]
+            model = _get(wanted)
         except XAIError as err:
             error = str(err)
             _keep("model_failed", {"key": wanted["key"], "message": error})
-    st.sidebar.error(error)
+        else:
+            shown_error = _kept("model_error")
+            if shown_error is not None and shown_error["shown"] == wanted["key"]:
+                st.sidebar.error(shown_error["message"])  # the failed choice's, until another model is chosen
+            else:
+                _keep("model_error", None)
+            return model, wanted["key"]
     fallback = _kept("model_ok") or {"name": EMBEDDED, "checkpoint": None, "device": device,
                                      "key": model_key(EMBEDDED, None, None, device)}
-    if fallback["key"] == wanted["key"]:
+    if fallback["key"] == wanted["key"]:  # nothing to go back to
+        st.sidebar.error(error)
         st.stop()
-    st.sidebar.caption(f"Still showing {fallback['name']}.")
+    if fallback["name"] != name:  # the picker names another model than the one in use: put it back
+        _keep("model_error", {"message": error, "shown": fallback["key"]})
+        _keep("model_revert", fallback["name"])
+        st.rerun()
+    st.sidebar.error(error)  # the same architecture with other weights (a checkpoint that does not load)
+    st.sidebar.caption(f"Still showing {fallback['name']} with its previous weights.")
     try:
         return _get(fallback), fallback["key"]
     except XAIError as err:
         st.error(str(err))
         st.stop()
+
+
+def _put_back_model_picker() -> None:
+    """After a failed load: the picker (and the timm name box) show the model in use again."""
+    name = _kept("model_revert")
+    if name is None:
+        return
+    _keep("model_revert", None)
+    if name.startswith(TIMM_PREFIX):
+        st.session_state["w.model"], st.session_state["w.timm_name"] = TIMM_BY_NAME, name.removeprefix(TIMM_PREFIX)
+    else:
+        st.session_state["w.model"] = name
 
 
 def _get(choice: dict) -> LoadedModel:
@@ -178,17 +242,25 @@ def _timm_name() -> str | None:
     if not short:
         st.sidebar.info("Type a timm model name.")
         return None
-    if not TIMM_NAME.fullmatch(short):  # also keeps the name plain text wherever it is shown
+    if not is_timm_name(short):  # also keeps the name plain text wherever it is shown
         st.sidebar.error("A timm model name has only letters, digits, '_', '.' and '-'.")
         return None
     return TIMM_PREFIX + short
 
 
+def is_timm_name(text: str) -> bool:
+    """Whether ``text`` (with or without ``timm:``) is a usable timm model name, or empty."""
+    short = text.strip().removeprefix(TIMM_PREFIX)
+    return not short or TIMM_NAME.fullmatch(short) is not None
+
+
 def _model_widgets(device: str) -> tuple[LoadedModel, str]:
     rows = {row["name"]: row for row in list_models()}
+    _put_back_model_picker()
+    shown = (_kept("model_ok") or {}).get("name")  # loaded, so never "unavailable" (its weights may be uploaded)
     name = st.sidebar.selectbox("Model", [*rows, TIMM_BY_NAME], index=list(rows).index(EMBEDDED), key="w.model",
                                 persist_state=KEEP, format_func=lambda n: f"{n} (weights unavailable)"
-                                if n in rows and not rows[n]["weights_available"] else n)
+                                if n in rows and n != shown and not rows[n]["weights_available"] else n)
     if name == TIMM_BY_NAME:
         typed = _timm_name()
         if typed is None:  # nothing to load yet: keep the model that is shown
@@ -241,9 +313,9 @@ def read_upload(data: bytes, filename: str) -> Image.Image:
 
 
 def _dataset_image() -> tuple[Image.Image, dataset.Sample, str]:
-    seed = st.sidebar.number_input("Dataset seed", 0, _MAX_SEED, 0, step=1, key="w.seed", persist_state=KEEP,
+    seed = st.sidebar.number_input("Dataset seed", 0, MAX_SEED, 0, step=1, key="w.seed", persist_state=KEEP,
                                    help="Each (seed, index) pair always gives the same image.")
-    index = st.sidebar.number_input("Sample index", 0, _MAX_INDEX, 0, step=1, key="w.index", persist_state=KEEP)
+    index = st.sidebar.number_input("Sample index", 0, MAX_INDEX, 0, step=1, key="w.index", persist_state=KEEP)
     sample = dataset.make_sample(int(seed), int(index))
     return sample.pil(), sample, f"Dataset sample seed {seed}, #{index} (true class: {sample.class_name})"
 
@@ -296,17 +368,53 @@ def _prepared(image: Image.Image, model: LoadedModel, key: str) -> tuple[str, to
 
 
 # --------------------------------------------------------------------- targets
+def class_choices(model: LoadedModel) -> dict[str, int]:
+    """``{choice: class index}``: each class by its name, which is what a class picker keeps across a
+    model change and what a link holds (name and index where two classes share a name: ImageNet's cranes)."""
+    counts = Counter(model.categories)
+    return {(name if counts[name] == 1 else f"{name} ({i})"): i for i, name in enumerate(model.categories)}
+
+
+def keep_known_classes(key: str, model: LoadedModel, choices: dict[str, int], container: Any = st) -> None:
+    """Before the class picker ``key`` is drawn: its kept classes that ``model`` does not have are
+    dropped with a notice (streamlit would drop them silently, or keep an index naming another class).
+    A class index set by a program (an explorer's "Explore") becomes its name."""
+    kept = st.session_state.get(key)
+    if kept is None:
+        return
+    values = list(kept) if isinstance(kept, (list, tuple)) else [kept]
+    by_index = {i: choice for choice, i in choices.items()}
+    named = [by_index.get(v, v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values]
+    if named == values and all(v in choices for v in named):
+        return  # nothing to change: the widget keeps its own state
+    missing = [str(v) for v in named if v not in choices]
+    if missing:
+        settled(key)
+        container.info(f"{as_text(model.name)} has no class {as_text(', '.join(missing))}: "
+                       + ("the target is its prediction." if not isinstance(kept, (list, tuple))
+                          else "left out of the targets."))
+    known = [v for v in named if v in choices]
+    if isinstance(kept, (list, tuple)):
+        st.session_state[key] = known
+    elif known:
+        st.session_state[key] = known[0]
+    else:
+        del st.session_state[key]  # the picker starts again on its default: the prediction
+
+
 def _target_widgets(model: LoadedModel, predicted: int) -> int:
     mode = st.sidebar.radio("Target class", (PREDICTED, CHOSEN), key="w.target_mode", persist_state=KEEP,
                             horizontal=True)
     if mode == PREDICTED:
-        st.sidebar.caption(f"Explaining the prediction: {model.class_label(predicted)}.")
+        st.sidebar.caption(f"Explaining the prediction: {as_text(model.class_label(predicted))}.")
         return predicted
-    n = model.num_classes
-    # The prediction is only the first default: the chosen class stays while the image changes,
-    # and falls back to the prediction when a model with fewer classes makes it invalid.
-    return st.sidebar.selectbox("Class (type to search)", range(n), index=predicted, key="w.target",
-                                persist_state=KEEP, format_func=model.class_label)
+    # The prediction is only the first default: the chosen class stays, by name, while the image
+    # or the model changes.
+    choices = class_choices(model)
+    keep_known_classes("w.target", model, choices, st.sidebar)
+    chosen = st.sidebar.selectbox("Class (type to search)", list(choices), index=predicted, key="w.target",
+                                  persist_state=KEEP, format_func=lambda c: model.class_label(choices[c]))
+    return choices[chosen]
 
 
 # ------------------------------------------------------------------------ main
@@ -323,11 +431,25 @@ def shared_selection(selection: Selection) -> Iterator[None]:
         _SHARED.reset(token)
 
 
+def _through_the_router() -> None:
+    """Have streamlit run the router (``app.py``) rather than this page alone. A process's first run
+    treats the ``pages/`` folder as streamlit's first multipage API until ``st.navigation`` has run once:
+    a server's first visitor arriving on a page's address (a shared link) would get the page without
+    the router (no link read back, the folder's navigation). Forgetting the folder and running again
+    goes through ``app.py`` to the same page, the address and its query string unchanged."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def sidebar() -> Selection:
     """Draw the shared sidebar and return what the user selected (under the router: what it drew)."""
     shared = _SHARED.get()
     if shared is not None:
         return shared
+    _through_the_router()
     st.set_page_config(page_title="XAI Lab", page_icon="🔍", layout="wide")
     st.sidebar.header("XAI Lab")
     device = _device_widget()
