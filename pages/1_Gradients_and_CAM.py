@@ -84,7 +84,7 @@ prov = provenance(selection, method=", ".join(col_labels), target=[model.class_l
                   params={f"{m}.{k}": v for m in methods for k, v in chosen[m].items()} | {
                       "colormap": colormap, "opacity": opacity, "colour scaling": shared_scale or "per map"})
 show_grid(selection.display_image, maps, row_labels, col_labels, "Gradients and CAM", prov, colormap=colormap,
-          opacity=opacity, shared_scale=shared_scale, width="stretch",
+          opacity=opacity, shared_scale=shared_scale, outlines=selection.outlines,
           arrays={"targets": np.array(targets), "methods": np.array(methods)}
           | ({} if (stacked := map_stack(attributions)) is None else {"attributions": stacked}))
 

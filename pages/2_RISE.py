@@ -81,7 +81,8 @@ if acc.n_done < n_masks:
     finally:
         bar.done()
 show_grid(selection.display_image, [list(saliency_from_sums(acc.sums_at(n_masks), n_masks, p))], [f"N = {n_masks}"],
-          names, "RISE maps", prov, shared_scale=False, container=live, arrays={"targets": np.array(targets)}, **GRID)
+          names, "RISE maps", prov, shared_scale=False, outlines=selection.outlines, container=live,
+          arrays={"targets": np.array(targets)}, **GRID)
 st.caption(f"{acc.n_done} masks accumulated for these settings in this session; any N up to that is shown "
            "without recomputing.")
 
@@ -121,4 +122,5 @@ if run:
         grid = [[results[kind, label][t][0] for label in labels] for t in range(len(targets))]
         show_grid(selection.display_image, grid, names, [f"{kind}: {x}" for x in labels], f"RISE {kind}s compared",
                   provenance(selection, method=RISE.label, params=params | {"masks": n_compare, kind: "compared"},
-                             target=[model.class_label(t) for t in targets]), shared_scale=False, **GRID)
+                             target=[model.class_label(t) for t in targets]), shared_scale=False,
+                  outlines=selection.outlines, **GRID)

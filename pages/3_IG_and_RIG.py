@@ -61,7 +61,8 @@ if targets:
         bar.done()
     colormap = DIVERGING if params["reduce"] == "sum" else "viridis"
     for column, target, (ig_map, attribution, _extras) in zip(st.columns(len(targets)), targets, results):
-        show_figure(overlay_figure(selection.display_image, ig_map, colormap, title=model.categories[target]),
+        show_figure(overlay_figure(selection.display_image, ig_map, colormap, title=model.categories[target],
+                                   outlines=selection.outlines),
                     f"Integrated Gradients {model.categories[target]}", provenance(
                         selection, method=IG.label, params=params, target=model.class_label(target)),
                     container=column, arrays={"map": ig_map, "attribution": attribution}, key=str(target), **PLOT)

@@ -76,7 +76,8 @@ with tab_occlusion:
                     "Occlusion feature activation", occ_prov, container=c,
                     arrays={"feature_activation": occ.feature_activation, **positions}, **PLOT)
         left, right = st.columns([1, 2])
-        show_figure(overlay_figure(image, occ.drop_map, DIVERGING, title="Probability drop per pixel"),
+        show_figure(overlay_figure(image, occ.drop_map, DIVERGING, title="Probability drop per pixel",
+                                   outlines=selection.outlines),
                     "Occlusion probability drop per pixel", occ_prov, container=left,
                     arrays={"drop_map": occ.drop_map}, **PLOT)
         right.caption(f"{len(occ.ys) * len(occ.xs)} occluder positions, evaluated in batches. Intact image: "

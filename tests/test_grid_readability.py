@@ -224,3 +224,27 @@ def test_with_caption_writes_the_lines_under_the_axis_and_the_legend_and_grows_t
     captioned = figures.with_caption(grid, ["one line"])
     assert captioned.layout.margin.b + captioned.layout.annotations[-1].yshift == \
         captioned.layout.height - grid.layout.height  # no axis under a grid: the caption right under it
+
+
+def test_single_map_figure_draws_the_ground_truth_outline_over_the_map():
+    """``overlay_figure(outlines=...)``: a top image layer, opaque exactly on the box's border in the
+    box's colour and transparent elsewhere, named under the map."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ui.figures import overlay_figure
+    from xai_core import render
+
+    image = np.full((32, 32, 3), 128, np.uint8)
+    fig = overlay_figure(image, np.random.default_rng(0).random((32, 32)), outlines={"object box": (8, 8, 24, 24)})
+    layer = np.asarray(Image.open(io.BytesIO(base64.b64decode(fig.data[-1].source.split(",", 1)[1]))))
+    assert layer.shape == (32, 32, 4)
+    colour = render.outline_colours(["object box"])["object box"]
+    border = np.zeros((32, 32), bool)
+    border[8:24, 8:24] = True
+    border[9:23, 9:23] = False
+    assert (layer[..., 3] == 255).sum() == border.sum() and (layer[border, 3] == 255).all()
+    assert (layer[border, :3] == colour).all()
+    assert "object box" in fig.layout.annotations[-1].text

@@ -1,5 +1,6 @@
 """The Gradients and CAM page: every registered method of its families, a grid of targets × methods
 and its downloads, with parameter widgets drawn from each method's Param specs."""
+import html
 import json
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ui.cache import _result_store
+from ui.figures import MIN_CELL_PX
+from ui.views import GRID_MAX_COLS
 from xai_core import dataset
 from xai_core.methods import METHODS
 
@@ -36,8 +39,14 @@ def _widget(at: AppTest, key: str):
     return next(w for w in at.main if getattr(w, "key", None) == key)
 
 
+def _layouts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]
+
+
 def _titles(at: AppTest) -> list[str]:
-    return [a["text"] for a in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]]
+    """Every grid title, whole: the full name a cut title carries on hover, or its wrapped lines joined."""
+    return [html.unescape(a.get("hovertext") or a["text"].replace("<br>", " "))
+            for layout in _layouts(at) for a in layout["annotations"]]
 
 
 def test_every_registered_method_of_the_pages_families_is_offered_and_runs(page):
@@ -49,7 +58,13 @@ def test_every_registered_method_of_the_pages_families_is_offered_and_runs(page)
         select.set_value(expected if family in RUN_ON_DEFAULT else [])
     _run(page)
     offered = [name for name, spec in METHODS.items() if spec.family in RUN_ON_DEFAULT]
-    assert len(page.get("plotly_chart")) == 1  # the grid; its PNG (the library's) and NPZ under "Export"
+    # The grid, cut into figures of GRID_MAX_COLS methods so that no map shrinks under MIN_CELL_PX;
+    # each part has its PNG (the library's, of the whole grid) and NPZ under "Export".
+    n_parts = -(-len(offered) // GRID_MAX_COLS)
+    assert len(page.get("plotly_chart")) == n_parts
+    for part, layout in enumerate(_layouts(page)):
+        columns = min(GRID_MAX_COLS, len(offered) - part * GRID_MAX_COLS)
+        assert layout["width"] - layout["margin"]["l"] - layout["margin"]["r"] >= columns * MIN_CELL_PX
     assert {b.key for b in page.get("download_button")} >= {"view.gradients_and_cam.png", "view.gradients_and_cam.npz"}
     titles = _titles(page)
     for name in offered:  # one column per method, titled by its label (class-agnostic ones say so)

@@ -64,12 +64,14 @@ def image_figure(image: np.ndarray, title: str | None = None, height: int | None
 
 
 def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viridis", opacity: float = 0.5,
-                   zmin: float | None = None, zmax: float | None = None, title: str | None = None) -> go.Figure:
+                   zmin: float | None = None, zmax: float | None = None, title: str | None = None, *,
+                   outlines: dict[str, np.ndarray | Sequence[float]] | None = None) -> go.Figure:
     """The map over the image, with a colour bar and the map's value on hover.
 
     The map is resized to the image (CAM maps are coarse); without ``zmin``/``zmax`` the
     colour range is the map's own (symmetric around zero for the diverging colormap). The image
-    underneath is grey, as in ``render.overlay``.
+    underneath is grey, as in ``render.overlay``. ``outlines`` (ground truth, as in ``heatmap_grid``)
+    are drawn over the map, opaque, with their names under it.
     """
     h, w = image.shape[:2]
     values = render.resize(heatmap, h, w)
@@ -82,10 +84,21 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
                    colorscale=plotly_colorscale(colormap), colorbar=_COLOUR_BAR,
                    hovertemplate="x=%{x}, y=%{y}: %{z:.3g}<extra></extra>"),
     ])
+    if outlines:
+        fig.add_trace(go.Image(source=png_data_uri(_outline_layer((h, w), outlines)), hoverinfo="skip"))
+        fig.add_annotation(text=outline_legend(outlines), x=0, y=0, xref="paper", yref="paper", xanchor="left",
+                           yanchor="top", yshift=-4, showarrow=False)
     fig.update_layout(title=title, margin=_MARGIN)
     _hide_axes(fig)
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def _outline_layer(shape: tuple[int, int], outlines: dict[str, np.ndarray | Sequence[float]]) -> np.ndarray:
+    """The outlines alone as an H×W×4 picture: opaque where drawn, transparent elsewhere (no outline
+    colour is black)."""
+    drawn = render.draw_outlines(np.zeros((*shape, 3), np.uint8), outlines, size=shape)
+    return np.dstack([drawn, np.where(drawn.any(axis=2), 255, 0).astype(np.uint8)])
 
 
 MIN_CELL_PX = 160

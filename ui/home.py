@@ -54,7 +54,8 @@ def home(selection: Selection) -> None:
     heatmap = _example_map(selection)
     if heatmap is not None:
         with map_col:
-            show_figure(overlay_figure(selection.display_image, heatmap, title=f"Grad-CAM: {target}"),
+            show_figure(overlay_figure(selection.display_image, heatmap, title=f"Grad-CAM: {target}",
+                                       outlines=selection.outlines),
                         "Grad-CAM example", provenance(selection, method=EXAMPLE_METHOD), arrays={"map": heatmap},
                         **PLOT)
             st.caption(_pointing_sentence(heatmap, selection.ground_truth))

@@ -20,7 +20,7 @@ import io
 import re
 from collections import Counter
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -42,6 +42,7 @@ DATASET, PHOTO, UPLOAD = "Dataset sample", "Sample photo", "Upload"
 IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 CHECKPOINT_TYPES = ["pt", "pth", "bin", "ckpt"]
+OUTLINE_KINDS = ("object box", "object mask", "part mask")
 PREDICTED, CHOSEN = "Predicted class", "Choose a class"
 TIMM_BY_NAME = "timm: by name…"
 """The model picker's entry that shows the timm model name box."""
@@ -65,6 +66,7 @@ class Selection:
     ground_truth: dict | None      # dataset samples: object_mask, part_mask, box, label (input coords)
     image_label: str               # human-readable description of the image
     predictions: list[dict]        # top-5 ``[{index, name, probability, logit}]`` for ``x``
+    outlines: dict = field(default_factory=dict)  # ground truth drawn on every map: name -> mask or box
 
     @property
     def display_image(self) -> np.ndarray:
@@ -99,6 +101,7 @@ LINK_CHECKS: dict[str, Callable[[Any], bool]] = {
     "w.index": _count(0, MAX_INDEX),
     "w.photo": lambda v: v in imageio.list_samples(),
     "w.target_mode": lambda v: v in (PREDICTED, CHOSEN),
+    "w.outlines": lambda v: isinstance(v, list) and set(v) <= set(OUTLINE_KINDS),
     "w.target": lambda v: isinstance(v, str),  # a class name: checked against the model before it is drawn
 }
 """The sidebar's keys that a link (``ui.url_state``) may set, each with what it may hold. Not the
@@ -110,7 +113,7 @@ def link_keys() -> list[str]:
     state = st.session_state
     keys = ["w.model", "w.source", "w.target_mode"]
     keys += ["w.timm_name"] if state.get("w.model") == TIMM_BY_NAME else []
-    keys += {DATASET: ["w.seed", "w.index"], PHOTO: ["w.photo"]}.get(state.get("w.source", DATASET), [])
+    keys += {DATASET: ["w.seed", "w.index", "w.outlines"], PHOTO: ["w.photo"]}.get(state.get("w.source", DATASET), [])
     keys += ["w.target"] if state.get("w.target_mode") == CHOSEN else []
     return keys
 
@@ -320,6 +323,17 @@ def _dataset_image() -> tuple[Image.Image, dataset.Sample, str]:
     return sample.pil(), sample, f"Dataset sample seed {seed}, #{index} (true class: {sample.class_name})"
 
 
+def _outline_widgets(truth: dict) -> dict:
+    """The parts of a dataset sample's ground truth the user wants drawn on every map (the part mask of
+    a class without a distinct part is its object mask)."""
+    chosen = st.sidebar.multiselect("Ground truth on every map", OUTLINE_KINDS, key="w.outlines", persist_state=KEEP,
+                                    help="Outline the object's box, its mask or the part that tells the two "
+                                         "hexagon classes apart on every map, to see whether a map lands on "
+                                         "the evidence.")
+    source = {"object box": truth["box"], "object mask": truth["object_mask"], "part mask": truth["part_mask"]}
+    return {kind: source[kind] for kind in chosen}
+
+
 def _photo_image() -> tuple[Image.Image, str]:
     names = imageio.list_samples()
     name = st.sidebar.selectbox("Photo", names, key="w.photo", persist_state=KEEP)
@@ -459,6 +473,7 @@ def sidebar() -> Selection:
     predictions = cached_predict(model, key, image_hash, x.numpy(), 5)
     target = _target_widgets(model, predictions[0]["index"])
     ground_truth = ground_truth_for_input(sample, model) if sample is not None else None
+    outlines = _outline_widgets(ground_truth) if ground_truth is not None else {}
     return Selection(model=model, model_key=key, image=image, image_hash=image_hash, x=x, target=int(target),
                      device=str(model.device), ground_truth=ground_truth, image_label=image_label,
-                     predictions=predictions)
+                     predictions=predictions, outlines=outlines)

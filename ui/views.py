@@ -19,11 +19,12 @@ import streamlit as st
 
 from . import report
 from .export import grid_png
-from .figures import heatmap_grid
+from .figures import heatmap_grid_pages
 from .provenance import caption_lines
 from .static_export import figure_image, unavailable_reason
 
 PngSource = bytes | Callable[[], bytes] | None
+GRID_MAX_COLS = 4  # 4 maps of 220 px and the colour bar fit the main column of a 1440 px wide window
 
 
 def file_stem(name: str) -> str:
@@ -110,17 +111,26 @@ def map_stack(maps: Sequence[Sequence[np.ndarray | None]]) -> np.ndarray | None:
 def show_grid(images: np.ndarray | Sequence[np.ndarray], maps: Sequence[Sequence[np.ndarray | None]],
               row_labels: Sequence[str], col_labels: Sequence[str], name: str, prov: Mapping[str, str], *,
               colormap: str = "viridis", opacity: float = 0.5, shared_scale: bool | str = True,
-              outlines: dict | None = None, cell_px: int = 220, arrays: Mapping[str, np.ndarray] | None = None,
-              **view_kwargs: Any) -> None:
+              outlines: dict | None = None, cell_px: int = 220, max_cols: int = GRID_MAX_COLS,
+              arrays: Mapping[str, np.ndarray] | None = None, key: str | None = None, **view_kwargs: Any) -> None:
     """A ``figures.heatmap_grid`` through ``show_figure``: its PNG is ``export.grid_png`` with the
-    provenance caption, its NPZ the maps (rows × cols × H × W, NaN where missing) plus ``arrays``."""
+    provenance caption, its NPZ the maps (rows × cols × H × W, NaN where missing) plus ``arrays``.
+
+    A grid wider than ``max_cols`` is drawn as several figures of ``max_cols`` columns, one under the
+    other (the page scrolls), each at its own size: maps keep ``cell_px`` whatever the column's width.
+    The PNG and the NPZ always hold the whole grid.
+    """
     grid = dict(colormap=colormap, opacity=opacity, shared_scale=shared_scale, outlines=outlines)
     stack = map_stack(maps)
-    show_figure(heatmap_grid(images, maps, row_labels, col_labels, **grid, cell_px=cell_px), name, prov,
-                arrays={**({} if stack is None else {"maps": stack}), "rows": np.array(row_labels),
-                        "columns": np.array(col_labels), **(arrays or {})},
-                png=lambda: grid_png(images, maps, row_labels, col_labels, **grid, caption=caption_lines(prov)),
-                **view_kwargs)
+    whole = {**({} if stack is None else {"maps": stack}), "rows": np.array(row_labels),
+             "columns": np.array(col_labels), **(arrays or {})}
+    figures = heatmap_grid_pages(images, maps, row_labels, col_labels, **grid, cell_px=cell_px, max_cols=max_cols)
+    view_kwargs["width"] = "content"  # the figure's own width: "stretch" would shrink the cells again
+    box = view_kwargs.pop("container", st).container()  # one block, also inside an st.empty placeholder
+    for i, fig in enumerate(figures):  # every part exports the whole grid, under the same file names
+        show_figure(fig, name, prov, arrays=whole,
+                    png=lambda: grid_png(images, maps, row_labels, col_labels, **grid, caption=caption_lines(prov)),
+                    key="-".join(filter(None, [key, str(i) if i else None])) or None, container=box, **view_kwargs)
 
 
 def show_table(frame: pd.DataFrame | Any, name: str, prov: Mapping[str, str], *, container: Any = st,
