@@ -71,6 +71,18 @@ def test_without_a_browser_static_export_says_what_to_install(monkeypatch):
 
 
 @pytest.mark.skipif(static_export.browser_path() is None, reason="no Chrome/Chromium for kaleido")
+def test_a_browser_that_stops_answering_gives_a_message_instead_of_a_hung_download(monkeypatch):
+    import time
+
+    monkeypatch.setattr(static_export, "browser_path", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(static_export, "RENDER_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(go.Figure, "to_image", lambda self, **kw: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(static_export.StaticExportUnavailable, match="did not answer within"):
+        static_export.figure_image(go.Figure(), "png")
+    assert time.monotonic() - started < 5
+
+
 def test_static_svg_carries_the_caption_and_readable_text():
     fig = go.Figure(go.Bar(x=["a"], y=[1]), layout=dict(title="∂ × ’", width=400, height=300))
     svg = static_export.figure_image(fig, "svg", caption=["model: embedded"], scale=1).decode()

@@ -12,7 +12,7 @@ import os
 import threading
 import warnings
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import plotly.graph_objects as go
 
@@ -23,6 +23,7 @@ EXPORT_FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=14)
 _PLAYWRIGHT_CHROMIUM = "~/.cache/ms-playwright/chromium-*/chrome-linux*/chrome"
 _DEFAULT_SIZE = (900, 500)
 _RENDER_LOCK = threading.Lock()
+RENDER_TIMEOUT_S = 90.0  # a browser that died under kaleido's kept-open server would otherwise hang the download
 
 
 class StaticExportUnavailable(RuntimeError):
@@ -75,13 +76,46 @@ def figure_image(fig: go.Figure, fmt: str = "png", caption: Sequence[str] | None
     height = figure.layout.height or _DEFAULT_SIZE[1]
     with _RENDER_LOCK:  # kaleido's server answers one caller at a time (one shared return queue)
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
-                image = figure.to_image(format=fmt, width=width, height=height, scale=scale)
+            image = _bounded(lambda: figure.to_image(format=fmt, width=width, height=height, scale=scale))
         except (BrowserFailedError, ChromeNotFoundError) as err:
             raise _unavailable(f"the browser did not start: {err}") from err
         _keep_browser_open()
     return image
+
+
+def _bounded(render: Callable[[], bytes]) -> bytes:
+    """``render()`` in a daemon thread, given up after ``RENDER_TIMEOUT_S`` (the kept-open browser is then
+    stopped, so the next export starts a fresh one)."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+                outcome["image"] = render()
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=run, name="xai-static-export", daemon=True)
+    worker.start()
+    worker.join(RENDER_TIMEOUT_S)
+    if worker.is_alive():
+        _restart_browser()
+        raise _unavailable(f"the browser did not answer within {RENDER_TIMEOUT_S:.0f} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["image"]
+
+
+def _restart_browser() -> None:
+    import kaleido
+
+    if _keep_browser_open.cache_info().currsize:
+        _keep_browser_open.cache_clear()
+        try:
+            kaleido.stop_sync_server(silence_warnings=True)
+        except Exception:  # noqa: BLE001 - a server that hangs may also fail to stop; a fresh one starts next time
+            pass
 
 
 @lru_cache(maxsize=1)
