@@ -84,7 +84,7 @@ def test_dataset_export_and_eval(capsys, tmp_path):
       "--target", "999", "--out", "x.npz"], "out of range"),
     (["explain", "--model", "embedded", "--image", "{img}", "--method", "saliency",
       "--param", "bogus", "--out", "x.npz"], "KEY=VALUE"),
-    (["dataset-eval", "--model", "embedded", "--seed", "1", "--n", "0"], "at least 1"),
+    (["dataset-eval", "--model", "embedded", "--seed", "1", "--n", "0"], "--n must be at least 1"),
     (["dataset-eval", "--model", "embedded"], "--data"),
     (["dataset-eval", "--model", "embedded", "--data", "no_such_dir"], "does not exist"),
     (["explain", "--model", "embedded", "--image", "{img}", "--method", "smoothgrad",
@@ -97,6 +97,106 @@ def test_bad_input_is_one_line_and_non_zero(capsys, sample_png, argv, fragment):
     assert main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err and "Traceback" not in err
+
+
+HUGE = str(10**8)
+FINETUNE = ["finetune", "--model", "embedded", "--data", "shortcut-train:1", "--val", "shortcut:2", "--out", "f.pt"]
+RIG = ["rig", "--model", "embedded", "--classes", "6,7", "--image", "{img}", "--out", "r.npz"]
+INVERT = ["invert", "--model", "embedded", "--target", "0", "--out", "i.png"]
+
+
+@pytest.mark.parametrize("argv, limit", [
+    (["dataset-eval", "--model", "embedded", "--seed", "1", "--n", HUGE], "at least 1 and at most 20,000"),
+    (["dataset-export", "--seed", "1", "--n", HUGE, "--out", "ds"], "at least 1 and at most 20,000"),
+    (["evaluate", "--model", "embedded", "--data", "embedded:1", "-n", HUGE, "--methods", "saliency",
+      "--metrics", "deletion", "--out", "e.csv"], "at least 1 and at most 20,000"),
+    (["evaluate", "--model", "embedded", "--data", "embedded:1", "-n", "4", "--batch-size", HUGE,
+      "--methods", "saliency", "--metrics", "deletion", "--out", "e.csv"], "at least 1 and at most 4,096"),
+    ([*FINETUNE, "-n", HUGE, "--val-n", "4"], "at least 1 and at most 4,096"),
+    ([*FINETUNE, "-n", "4", "--val-n", "0"], "at least 1 and at most 4,096"),
+    ([*FINETUNE, "-n", "4", "--val-n", "4", "--epochs", HUGE], "at least 1 and at most 1,000"),
+    ([*FINETUNE, "-n", "4", "--val-n", "4", "--micro-batch", HUGE], "at least 1 and at most 4,096"),
+    ([*FINETUNE, "-n", "4", "--val-n", "4", "--accumulate", "0"], "at least 1 and at most 4,096"),
+    ([*FINETUNE, "-n", "4", "--val-n", "4", "--lr", "nan"], "--lr must be a finite number"),
+    (["predict", "{img}", "--model", "embedded", "--topk", HUGE], "at least 1 and at most 4,096"),
+    ([*RIG, "--steps", "0"], "outside [2, 1024]"),
+    ([*RIG, "--steps", str(10**7)], "outside [2, 1024]"),
+    ([*RIG, "--n", HUGE], "outside [2, 20000]"),
+    ([*RIG, "--epochs", HUGE], "outside [1, 1000]"),
+    ([*RIG, "--alphas", "0,nan"], "finite number"),
+    ([*RIG, "--alphas", "0,inf"], "finite number"),
+    ([*RIG, "--lr", "inf"], "--lr must be a finite number"),
+    ([*RIG, "--tau", "nan"], "--tau must be a finite number"),
+    ([*INVERT, "--steps", HUGE], "outside [1, 10000]"),
+    ([*INVERT, "--l2", "nan"], "--l2 must be a finite number"),
+])
+def test_counts_and_settings_that_size_work_are_refused_with_their_limit(capsys, sample_png, tmp_path,
+                                                                          monkeypatch, argv, limit):
+    monkeypatch.chdir(tmp_path)
+    assert main([a.replace("{img}", str(sample_png)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and limit in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # refused before any work: nothing written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "--model", "embedded", "--image", "{img}", "--method", "saliency", "--out", "{dir}"],
+     "must be a file, got the folder"),
+    (["explain", "--model", "embedded", "--image", "{img}", "--method", "saliency", "--out", "map"],
+     "must be a .npz file"),
+    (["explain", "--model", "embedded", "--image", "{img}", "--method", "saliency", "--out", "map.png"],
+     "must be a .npz file"),
+    ([*RIG[:-1], "r.png"], "must be a .npz file"),
+    ([*RIG[:-1], "{dir}"], "must be a file, got the folder"),
+    (["evaluate", "--model", "embedded", "--data", "embedded:1", "-n", "4", "--methods", "saliency",
+      "--metrics", "deletion", "--out", "rows.json"], "must be a .csv file"),
+    ([*FINETUNE[:-1], "{dir}", "-n", "4", "--val-n", "4"], "must be a file, got the folder"),
+    ([*INVERT[:-1], "i.jpg"], "must be a .png file"),
+    (["dataset-export", "--seed", "1", "--n", "2", "--out", "{file}"], "must be a folder"),
+])
+def test_an_output_path_of_the_wrong_kind_is_refused_not_changed(capsys, sample_png, tmp_path, monkeypatch,
+                                                                 argv, message):
+    folder, existing = tmp_path / "folder", tmp_path / "existing.txt"
+    folder.mkdir()
+    existing.write_text("kept")
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{img}", str(sample_png)).replace("{dir}", str(folder)).replace("{file}", str(existing))
+            for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.txt", "folder"] and not any(folder.iterdir())
+    assert existing.read_text() == "kept"
+
+
+def _minimal_argv(name: str, parser) -> list[str]:
+    """A subcommand's required arguments with placeholder values (its handler is replaced)."""
+    argv = [name]
+    for action in parser._actions:
+        if action.required or not action.option_strings and action.dest != "help":
+            value = action.choices[0] if action.choices else "1"
+            argv += [value] if not action.option_strings else [action.option_strings[-1], value]
+    return argv
+
+
+def test_json_output_never_writes_nan_in_any_subcommand(capsys, monkeypatch):
+    from xai_core.cli import entry
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    nan_result = {"nan": float("nan"), "inf": np.float32("inf"), "list": [np.nan, 1.5],
+                  "array": np.array([-np.inf, 2.0]), "nested": {"x": np.float64("nan")}}
+    for sub in commands.values():
+        sub.set_defaults(handler=lambda args: nan_result)
+    monkeypatch.setattr(entry, "build_parser", lambda: parser)
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in the JSON output")
+    for name, sub in commands.items():
+        assert main([*_minimal_argv(name, sub), "--json"]) == 0, (name, capsys.readouterr().err)
+        assert json.loads(capsys.readouterr().out, parse_constant=no_constants) == {
+            "nan": None, "inf": None, "list": [None, 1.5], "array": [None, 2.0], "nested": {"x": None}}, name
+    assert {"models", "predict", "explain", "evaluate", "finetune", "rig", "invert", "dataset-eval"} <= set(commands)
 
 
 def test_module_entry_point_runs_in_a_subprocess():
@@ -216,6 +316,23 @@ def test_rig_on_generated_embedded_images_with_tiny_settings(capsys, tiny_checkp
     (summary,) = report["architectures"]
     assert summary["data"] == "embedded dataset, seed 0, n 8" and set(summary["final_mse"]) == {"2"}
     assert summary["out"] == str(tmp_path / "rig.npz")  # one model: --out itself
+    assert report["notices"] == []  # stored without trouble
+
+
+def test_rig_reports_the_stores_notices_on_stderr_and_in_json(capsys, tiny_checkpoint, sample_png, tmp_path,
+                                                             monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XAI_LAB_CACHE", str(tmp_path / "file" / "cache"))  # through a file: cannot be written
+    argv = ["rig", "--model", "embedded", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--classes", "6,7",
+            "--alphas", "0,2", "--epochs", "1", "--n", "8", "--steps", "4", "--image", str(sample_png),
+            "--out", str(tmp_path / "rig.npz")]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    notices = [line for line in out.err.splitlines() if line.startswith("notice: ")]
+    assert len(notices) == 1 and "were not stored" in notices[0] and "trains them again" in notices[0]
+    assert "Warning" not in out.err and "not stored" not in out.out  # once, as a notice, not as a warning
+    report = run_json(capsys, *argv)
+    assert report["notices"] == [notices[0].removeprefix("notice: ")]
 
 
 def test_rig_on_two_architectures_writes_one_npz_and_both_tables_per_model(capsys, exported, tiny_checkpoint,

@@ -551,3 +551,94 @@ def test_a_half_precision_checkpoint_still_loads(embedded_state):
     assert all(p.dtype == torch.float32 for p in model.module.parameters())
     assert np.isfinite(model.predict(torch.zeros(3, 64, 64), 1)[0]["probability"])
 
+
+
+# ------------------------------------------------------------------------------ OOM in the single passes
+# of the global views, the comparison, the evaluation runner and fine-tuning (engine.oom_guard)
+def test_deconvnet_projections_out_of_memory_is_a_resource_error(embedded, image64):
+    from xai_core.zeiler_fergus import deconv_projections, transform_sensitivity
+
+    for flavour in FLAVOURS.values():
+        model = _failing(embedded, flavour)
+        with pytest.raises(ResourceError, match="projecting feature maps of net.features"):
+            deconv_projections(model, image64, model.default_layer, top=4)
+        with pytest.raises(ResourceError, match="Not enough memory on cpu"):
+            transform_sensitivity(model, image64, "rotation", [0.0, 10.0])
+        assert _clean(model)
+
+
+def test_the_transformed_images_out_of_memory_is_a_resource_error(embedded, image64, monkeypatch):
+    from xai_core import zeiler_fergus
+
+    real = zeiler_fergus.transform_batch
+    monkeypatch.setattr(zeiler_fergus, "transform_batch",
+                        lambda x, kind, values: real(x, kind, values) if len(values) < 3 else _raise(_cpu_oom))
+    values = [0.0, 5.0, 10.0]
+    with pytest.raises(ResourceError, match="the 3 transformed images"):
+        zeiler_fergus.transform_sensitivity(embedded, image64, "rotation", values,
+                                            engine=Engine("cpu", batch_size=2))
+
+
+def _raise(fault):
+    raise fault()
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_comparison_cell_out_of_memory_is_that_cells_reason(embedded, image64, flavour):
+    from xai_core.compare import compare_models, match_classes
+
+    match = match_classes([embedded.categories, embedded.categories])[3]
+    failing = _failing(embedded, FLAVOURS[flavour])
+    methods = {"saliency": {}, "gradcam": {}}
+    comparison = compare_models([embedded, failing], [image64, image64], match, methods)
+    assert all(m is not None for m in comparison.maps[0])  # the model that fits is compared all the same
+    assert sorted(comparison.refusals) == [(1, 0), (1, 1)]
+    assert all(reason.startswith("Not enough memory on cpu") for reason in comparison.refusals.values())
+    # A map source that is not ``explain`` (the app passes its cache) is guarded the same way.
+    raw = compare_models([embedded], [image64], match_classes([embedded.categories])[3], {"saliency": {}},
+                         maps=lambda *cell: _raise(FLAVOURS[flavour]))
+    assert raw.refusals == {(0, 0): "Not enough memory on cpu for saliency on model 1; try a smaller image, "
+                                    "fewer items, or another device."}
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_an_evaluation_batch_out_of_memory_is_a_resource_error(embedded, flavour, monkeypatch):
+    from xai_core import metrics
+    from xai_core.evaluation import run_evaluation
+
+    args = ("embedded:1", {"saliency": {}}, {"deletion": {"steps": 4}})
+    with pytest.raises(ResourceError, match="Not enough memory on cpu"):  # the model's forward
+        run_evaluation(_failing(embedded, FLAVOURS[flavour]), *args, n=2, batch_size=2)
+    monkeypatch.setattr(metrics, "compute", lambda *a, **k: _raise(FLAVOURS[flavour]))  # a metric's own pass
+    with pytest.raises(ResourceError, match="for a batch of 2 images"):
+        run_evaluation(embedded, *args, n=2, batch_size=2)
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_fine_tuning_step_or_its_scoring_out_of_memory_is_a_resource_error(embedded, flavour):
+    from xai_core.evaluation.sources import open_source
+    from xai_core.finetune import FinetuneConfig, finetune
+    from xai_core.finetune.training import evaluate_split, trainable_copy
+
+    model = _failing(embedded, FLAVOURS[flavour])
+    source = open_source("embedded:1", model)
+    batch = source.load(source.select(4))
+    split = (batch.images, batch.labels, batch.masks)
+    config = FinetuneConfig(layer=model.default_layer, micro_batch=2)
+    with pytest.raises(ResourceError, match="fine-tuning step on micro-batches of 2 images"):
+        finetune(model, split, config, epochs=1)
+    module = trainable_copy(model, config, torch.device("cpu"))
+    with pytest.raises(ResourceError, match="scoring micro-batches of 2 images"):
+        evaluate_split(module, split, config, Engine("cpu"))
+    assert _clean(model)
+
+
+def test_the_embedded_rig_split_is_bounded(embedded):
+    model = embedded
+    for n in (1, 20_001, 10**8):
+        with pytest.raises(ParameterError, match=r"'n' = .* is outside \[2, 20000\]"):
+            rig.training_sets(model, dataset.PART_PAIR, seed=0, n=n)
+        with pytest.raises(ParameterError, match="outside"):
+            rig.embedded_data(model, dataset.PART_PAIR, 0, n)
+    train, val = rig.training_sets(model, dataset.PART_PAIR, seed=0, n=2)
+    assert len(train.labels) == 2 and len(val.labels) == 64

@@ -9,6 +9,12 @@ networks and their accuracy table per ``TrainingRequest`` (which names the model
 explanations per (request, image, count, τ, steps). A second model that failed to load is
 remembered too, so that a rerun does not retry it while it stays chosen. Training itself stays
 on disk across sessions (``xai_core.rig.store``, keyed per architecture and weights).
+
+Memory is bounded for the whole server, not per session: the values live once in shared stores
+(``ui.shared_store``), one per kind, bounded by entries and bytes; a session holds only its keys
+(a ``SessionView`` per kind in ``st.session_state``). Without this, every settings change kept
+another set of support networks in the tab (+490 MB per change, issue 15). An evicted set
+is read back from the disk store when asked for again.
 """
 from __future__ import annotations
 
@@ -23,8 +29,17 @@ from xai_core.engine import Engine, Progress
 from xai_core.errors import ParameterError, XAIError
 from xai_core.model_handle import LoadedModel
 
+from .shared_store import SessionView, SharedStore
+
 STATE_KEY = "rig"
-_KINDS = ("data", "supports", "accuracy", "explanations", "failed_load")
+SHARED_BOUNDS = {  # kind: (entries, bytes) held for all sessions together
+    "data": (8, 1 << 30),            # training and validation images (2,000 embedded images are 120 MB)
+    "supports": (4, 3 << 30),        # two architectures × two settings; one VGG16 set of four is 2.1 GB
+    "accuracy": (64, 16 << 20),      # tables of a few rows
+    "explanations": (32, 512 << 20),  # K+1 networks × 2 classes × H×W per image, up to 6 images
+}
+SHARED = {kind: SharedStore(entries, size) for kind, (entries, size) in SHARED_BOUNDS.items()}
+"""The stores every session of this process reads (module-level: imported once per server)."""
 NO_SECOND_MODEL = "(none)"
 SECOND_MODELS = {"resnet18": ("vgg16",), "vgg16": ("resnet18",)}  # the paper's two architectures
 EMBEDDED_SECOND_MODELS = ("embedded_resnet", "embedded_vgg", "embedded")
@@ -91,18 +106,19 @@ def explained_inputs(x: torch.Tensor, val: rig.TrainingData, count: int) -> list
 
 
 class RigSession:
-    """Page 3's memory in ``st.session_state`` (any mutable mapping, for tests)."""
+    """Page 3's memory in ``st.session_state`` (any mutable mapping, for tests): per kind the keys
+    this session asked for, the values in ``stores`` (default: the server's ``SHARED``)."""
 
-    def __init__(self, state: MutableMapping[str, Any]):
-        self._memo: dict[str, dict] = state.setdefault(STATE_KEY, {})
-        for kind in _KINDS:
-            self._memo.setdefault(kind, {})
+    def __init__(self, state: MutableMapping[str, Any], stores: dict[str, SharedStore] | None = None):
+        stores = SHARED if stores is None else stores
+        self._memo: dict[str, Any] = state.setdefault(STATE_KEY, {})
+        for kind, store in stores.items():
+            if not isinstance(self._memo.get(kind), SessionView):
+                self._memo[kind] = SessionView(store)
+        self._memo.setdefault("failed_load", {})
 
     def _remember(self, kind: str, key: Hashable, compute: Callable[[], Any]) -> Any:
-        store = self._memo[kind]
-        if key not in store:
-            store[key] = compute()
-        return store[key]
+        return self._memo[kind].remember(key, compute)
 
     def second_model(self, key: str | None, load: Callable[[], LoadedModel]) -> LoadedModel | None:
         """``load()`` for the second architecture chosen under ``key`` (None: no second one); a load

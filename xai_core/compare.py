@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import render
-from .engine import Engine
+from .engine import Engine, oom_guard
 from .errors import ParameterError, XAIError
 from .methods import explain
 from .model_handle import LoadedModel
@@ -186,8 +186,8 @@ def compare_models(models: Sequence[LoadedModel], inputs: Sequence[torch.Tensor]
 
     ``inputs[m]`` is the image preprocessed for ``models[m]`` (C×H×W); ``methods`` maps each method
     name to its parameters. A method that refuses a model (an ``XAIError``: CAM on a network without
-    global pooling, Guided Backprop on GELUs...) leaves that cell empty with its reason; the others
-    are computed. ``maps`` replaces the computation (the app passes its cache); by default
+    global pooling, Guided Backprop on GELUs..., or a ``ResourceError`` when it does not fit in
+    memory) leaves that cell empty with its reason; the others are computed. ``maps`` replaces the computation (the app passes its cache); by default
     ``xai_core.methods.explain`` runs each cell.
     """
     if not len(models) == len(inputs) == len(match.indices):
@@ -196,8 +196,9 @@ def compare_models(models: Sequence[LoadedModel], inputs: Sequence[torch.Tensor]
     comparison = Comparison(match.name, list(match.indices), list(methods), [[None] * len(methods) for _ in models])
     for row, target in enumerate(match.indices):
         for col, (method, params) in enumerate(methods.items()):
-            try:
-                comparison.maps[row][col] = source(row, method, target, params)
+            try:  # out of memory in any source is that cell's reason too (a ResourceError)
+                with oom_guard(models[row].device, f"{method} on model {row + 1}"):
+                    comparison.maps[row][col] = source(row, method, target, params)
             except XAIError as err:
                 comparison.refusals[(row, col)] = str(err)
     return comparison

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import Engine, Progress
+from .engine import Engine, Progress, oom_guard
 from .errors import ParameterError
 from .instrument.capture import capture
 from .instrument.relu_rules import relu_backward_rule
@@ -60,8 +60,11 @@ def deconv_projections(model: LoadedModel, x: torch.Tensor, layer: str, *, top: 
         raise ParameterError(f"Projection mode must be one of {', '.join(PROJECTION_MODES)}; got '{mode}'.")
     if top < 1:
         raise ParameterError("At least one feature map must be projected.")
-    engine = engine or Engine(model.device)
-    x = x.to(model.device, torch.float32)
+    with oom_guard(model.device, f"projecting feature maps of {layer}"):  # K copies of the image in one pass
+        return _projections(model, x.to(model.device, torch.float32), layer, top, mode)
+
+
+def _projections(model: LoadedModel, x: torch.Tensor, layer: str, top: int, mode: str) -> DeconvProjections:
     with torch.no_grad(), capture(model.module, layer, detach=True) as seen:
         model.module(x.unsqueeze(0))
     activation = seen.feature_map()[0].float()
@@ -169,7 +172,7 @@ def transform_sensitivity(model: LoadedModel, x: torch.Tensor, kind: str, values
     # fp32 like ``model.predict``, so that the identity transform gives the plain prediction
     out = engine.map_cat(evaluate, len(values), section="score_difference", key=f"transform:{model.name}:{x.shape[-1]}",
                          item_bytes=x.numel() * 4 * 8, progress=progress, message=kind).cpu()
-    with torch.no_grad():
+    with torch.no_grad(), oom_guard(model.device, f"the {len(values)} transformed images"):
         shown = model.denormalize(transform_batch(x, kind, values).float()).permute(0, 2, 3, 1).cpu().numpy()
     return TransformSensitivity(
         kind=kind, values=values.numpy(), classes=classes, class_names=[model.categories[c] for c in classes],

@@ -73,10 +73,30 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def at_least_one(value: int, option: str) -> None:
-    """ParameterError unless a count option is ≥ 1."""
-    if value < 1:
-        raise ParameterError(f"{option} must be at least 1.")
+MAX_IMAGES = 20_000
+"""Images one command generates, reads or explains (``dataset-export``, ``dataset-eval``, ``evaluate``):
+the embedded dataset is generated on the fly, so a larger count only runs longer (hours)."""
+MAX_HELD_IMAGES = 4_096
+"""Images held in memory at once (``finetune``'s splits): 4,096 inputs of 224 px are 2.5 GB."""
+MAX_BATCH = 4_096
+"""Images per batch, micro-batches per step, top classes listed."""
+MAX_EPOCHS = 1_000
+
+
+def count(value: int, option: str, high: int, low: int = 1) -> int:
+    """``value`` of a count option that sizes the work; ParameterError, naming the limit, outside
+    ``[low, high]`` (checked before any work is done)."""
+    if not low <= value <= high:
+        raise ParameterError(f"{option} must be at least {low:,} and at most {high:,}; got {value:,}.")
+    return value
+
+
+def finite_options(args: argparse.Namespace) -> None:
+    """ParameterError for any float option given as NaN or ±infinity (``float()`` accepts them, no
+    setting means them)."""
+    for dest, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParameterError(f"--{dest.replace('_', '-')} must be a finite number; got {value}.")
 
 
 def output_path(path: str, suffix: str | None = None, option: str = "--out") -> Path:

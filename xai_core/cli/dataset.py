@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import ParameterError
-from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, load_model_from, number, text_table
+from .common import MAX_IMAGES, DATA_HELP, AddCommand, add_model_args, count, load_model_from, number, text_table
+
 
 def run_dataset_export(args: argparse.Namespace) -> dict:
     """Write ``--n`` samples of seed ``--seed`` under ``--out``."""
     from ..dataset import export
 
-    at_least_one(args.n, "--n")
+    count(args.n, "--n", MAX_IMAGES)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ParameterError(f"--out must be a folder (images, masks and labels.csv go under it); "
+                             f"'{args.out}' is a file.")
     csv_path = export(args.seed, args.n, args.out)
     return {"out": str(args.out), "labels": str(csv_path), "n": args.n, "seed": args.seed}
 
@@ -29,7 +34,7 @@ def run_dataset_eval(args: argparse.Namespace) -> dict:
         raise ParameterError("dataset-eval needs --data DIR, or --seed and --n for a generated split.")
     from ..dataset import evaluate
 
-    at_least_one(args.n, "--n")
+    count(args.n, "--n", MAX_IMAGES)
     model = load_model_from(args)
     return {"model": model.name, "seed": args.seed, **evaluate(model, args.seed, args.n)}
 
@@ -51,14 +56,14 @@ def add_commands(add: AddCommand) -> None:
     """Register ``dataset-export`` and ``dataset-eval``."""
     p = add("dataset-export", run_dataset_export, "write embedded-dataset images, masks and labels.csv")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, required=True, help=f"number of images (at most {MAX_IMAGES:,})")
+    p.add_argument("--out", required=True, help="folder to write under (created)")
     p.set_defaults(describe=describe_export)
 
     p = add("dataset-eval", run_dataset_eval,
             "accuracy on a freshly generated embedded-dataset split (--seed, --n) or on a folder (--data)")
     add_model_args(p)
     p.add_argument("--seed", type=int, help="seed of the generated split")
-    p.add_argument("--n", type=int, help="images in the generated split")
+    p.add_argument("--n", type=int, help=f"images in the generated split (at most {MAX_IMAGES:,})")
     p.add_argument("--data", metavar="DIR", help=DATA_HELP)
     p.set_defaults(describe=describe_eval)

@@ -3,8 +3,10 @@
 Each subcommand is a handler ``run_NAME(args) -> dict | list``; the result is printed as one
 JSON object with ``--json`` (NaN written as null: the output stays valid JSON), else as short
 human-readable text: the subcommand's own ``describe(result) -> str`` where it sets one with
-``set_defaults(describe=...)``, else a generic rendering of the result's shape. Any error a user
-can cause ends with exit code 2 and one line on stderr (set ``XAI_DEBUG=1`` for the traceback).
+``set_defaults(describe=...)``, else a generic rendering of the result's shape, after the result's
+``notices`` (if any), one line each on stderr. Any error a user can cause (a float option given as
+NaN or infinity included) ends with exit code 2 and one line on stderr (set ``XAI_DEBUG=1`` for the
+traceback).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..errors import XAIError
 from . import dataset, evaluate, explain, finetune, invert, models, rig
-from .common import Handler, jsonable
+from .common import Handler, finite_options, jsonable
 
 ERROR_EXIT = 2
 GROUPS = (models, dataset, explain, evaluate, finetune, rig, invert)  # the order of ``--help``
@@ -54,10 +56,17 @@ def _print_human(args: argparse.Namespace, result: Any) -> None:
         print(json.dumps(jsonable(result), indent=2))
 
 
+def _print_notices(result: Any) -> None:
+    """A result's ``notices`` (what went wrong on the side without stopping the work), one line each."""
+    for notice in result.get("notices", []) if isinstance(result, dict) else []:
+        print(f"notice: {notice}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; 0 on success, 2 (one line on stderr) on an error the user can fix."""
     args = build_parser().parse_args(argv)
     try:
+        finite_options(args)
         result = args.handler(args)
     except (XAIError, OSError, ValueError) as err:
         if os.environ.get("XAI_DEBUG"):
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(jsonable(result), allow_nan=False))
         else:
+            _print_notices(result)
             _print_human(args, result)
         sys.stdout.flush()
     except BrokenPipeError:  # the reader (`| head`) stopped early: not an error; silence the final flush

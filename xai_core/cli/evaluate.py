@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import ParameterError
 from ..evaluation.sources import GROUND_TRUTHS
-from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, load_model_from, output_path, parse_params
+from .common import (MAX_BATCH, MAX_IMAGES, DATA_HELP, AddCommand, add_model_args, count, load_model_from,
+                     output_path, parse_params)
 
 DEFAULT_BATCH = 32
 
@@ -55,8 +56,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         raise ParameterError(f"Unknown metric '{unknown[0]}'; available: {', '.join(METRICS)}.")
     method_params = scoped_params(args.param, methods, "--param")
     metric_params = scoped_params(args.metric_param, metrics, "--metric-param")
-    at_least_one(args.n, "--n")
-    at_least_one(args.batch_size, "--batch-size")
+    count(args.n, "--n", MAX_IMAGES)
+    count(args.batch_size, "--batch-size", MAX_BATCH)
     out = output_path(args.out, ".csv")
     with distributed.session(args.device) as session:
         if not session.is_main:  # torchrun forwards every rank's stdout: the table is rank 0's alone
@@ -102,7 +103,7 @@ def add_commands(add: AddCommand) -> None:
                         f"class-agreeing corner cue), or a {DATA_HELP}; ground truth from an "
                         "export's masks or from DIR/boxes.csv (path,x0,y0,x1,y1 in original pixels)")
     p.add_argument("-n", "--n", type=int, required=True,  # -n passes through torchrun, which takes --n for its --nnodes
-                   help="number of images (write -n N under torchrun)")
+                   help=f"number of images, at most {MAX_IMAGES:,} (write -n N under torchrun)")
     p.add_argument("--methods", required=True, help="comma-separated registered methods (see `explain --help`)")
     p.add_argument("--metrics", required=True, help="comma-separated registered metrics")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",

@@ -23,7 +23,7 @@ def run_explain(args: argparse.Namespace) -> dict:
     from ..methods import explain, get_method
 
     get_method(args.method)  # fail fast on an unknown name, before loading anything
-    png = png_path(args)
+    out, png = output_path(args.out, ".npz"), png_path(args)  # checked before any work
     model = load_model_from(args)
     x = load_input(model, args.image)
     target = args.target if args.target is not None else model.predict(x.to(model.device), 1)[0]["index"]
@@ -33,7 +33,6 @@ def run_explain(args: argparse.Namespace) -> dict:
               "params": np.str_(json.dumps(jsonable(result.params)))}
     if result.attribution is not None:
         arrays["attribution"] = result.attribution.astype(np.float32)
-    out = output_path(args.out)
     np.savez_compressed(out, **arrays)
     written = {"out": str(out)}
     if png is not None:

@@ -20,7 +20,8 @@ from ..errors import ParameterError
 from ..finetune import LOSS_FORMS, SALIENCY_MAPS, FinetuneConfig
 from ..finetune.training import OPTIMIZERS, EpochRecord, Split
 from ..model_handle import LoadedModel
-from .common import DATA_HELP, AddCommand, add_model_args, at_least_one, library_default, load_model_from, output_path
+from .common import (MAX_BATCH, MAX_EPOCHS, MAX_HELD_IMAGES, DATA_HELP, AddCommand, add_model_args, count,
+                     library_default, load_model_from, output_path)
 
 TRAINABLE = ("all", "head", "last_block")
 TABLE_SCORES = ("accuracy", "ce", "magtr", "mangtr", "loss")
@@ -28,10 +29,11 @@ DIGITS = 4
 
 
 def load_split(model: LoadedModel, source: str, n: int, option: str) -> Split:
-    """(images, labels, masks) of the first ``n`` images of ``source`` (its ``select(n)``), for ``model``."""
+    """(images, labels, masks) of the first ``n`` images of ``source`` (its ``select(n)``), for ``model``;
+    ``n`` (given as ``option``) is bounded because the whole split is held in memory."""
     from ..evaluation.sources import open_source
 
-    at_least_one(n, option)
+    count(n, option, MAX_HELD_IMAGES)
     opened = open_source(source, model)
     if not opened.has_ground_truth:
         raise ParameterError(f"'{source}' has no ground truth (masks or boxes.csv); the saliency loss needs it.")
@@ -54,7 +56,9 @@ def run_finetune(args: argparse.Namespace) -> list[dict]:
     from ..finetune import finetune
     from ..finetune.distributed import finetune_distributed
 
-    at_least_one(args.epochs, "--epochs")
+    count(args.epochs, "--epochs", MAX_EPOCHS)
+    count(args.micro_batch, "--micro-batch", MAX_BATCH)
+    count(args.accumulate, "--accumulate", MAX_BATCH)
     out = output_path(args.out, ".pt")
     with distributed.session(args.device) as session:
         if not session.is_main:  # torchrun forwards every rank's stdout: the table is rank 0's alone

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..model_handle import LoadedModel
-from .common import AddCommand, add_model_args, at_least_one, library_default, load_input, load_model_from
+from .common import MAX_BATCH, AddCommand, add_model_args, count, library_default, load_input, load_model_from
 
 
 def run_models(args: argparse.Namespace) -> list[dict]:
@@ -16,9 +16,9 @@ def run_models(args: argparse.Namespace) -> list[dict]:
 
 def run_predict(args: argparse.Namespace) -> dict:
     """The top-k predictions for one image."""
+    count(args.topk, "--topk", MAX_BATCH)
     model = load_model_from(args)
     x = load_input(model, args.image)
-    at_least_one(args.topk, "--topk")
     return {"model": model.name, "image": args.image, "predictions": model.predict(x.to(model.device), args.topk)}
 
 

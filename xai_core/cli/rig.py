@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .. import render, rig
 from ..imageio import load_image
+from ..methods.integrated_gradients import STEPS
+from ..rig.data import GENERATED_IMAGES
+from ..rig.defaults import TRAINING
+from ..rig.training import StoreWarning
 from .common import DATA_HELP, AddCommand, add_png_arg, load_model_from, number, output_path, png_path, text_table
 
 LOGIT_ROWS = ("original", "rig_occluded", "ig_occluded")
@@ -86,25 +91,42 @@ def _summary(path: Path, result: rig.ArchitectureRig) -> dict:
             "final_mse": {f"{a:g}": curve[-1] for a, curve in supports.curves.items()}}
 
 
+def _check_settings(args: argparse.Namespace) -> list[float]:
+    """The α values, with every setting that sizes the work checked by the library's own bounds,
+    before a model is loaded or a network trained."""
+    STEPS.parse("--steps", args.steps)
+    for name in ("lr", "epochs"):
+        TRAINING[name].parse(f"--{name}", getattr(args, name))
+    if not args.data:
+        GENERATED_IMAGES.parse("--n", args.n)
+    return rig.parse_alphas(args.alphas)
+
+
 def run_rig(args: argparse.Namespace) -> dict:
-    """Support networks for the pair on every ``--model``, IG vs RIG on ``--image``, both tables per model."""
-    png = png_path(args)
+    """Support networks for the pair on every ``--model``, IG vs RIG on ``--image``, both tables per model.
+
+    The store's notices (a damaged stored set replaced, a set that could not be stored) are the
+    result's ``notices``: ``main`` prints them on stderr, ``--json`` keeps them in the object."""
+    alphas = _check_settings(args)
+    out, png = output_path(args.out, ".npz"), png_path(args)
     models = [load_model_from(spec) for spec in model_specs(args)]
     image = load_image(args.image)
-    results = rig.rig_architectures(
-        models, [c.strip() for c in args.classes.split(",") if c.strip()], image, folder=args.data,
-        seed=args.seed, n=args.n, alphas=rig.parse_alphas(args.alphas), lr=args.lr, epochs=args.epochs,
-        tau=args.tau, steps=args.steps)
+    with warnings.catch_warnings():  # the same sentences come back as ``notices``: not twice, not as warnings
+        warnings.simplefilter("ignore", StoreWarning)
+        results = rig.rig_architectures(
+            models, [c.strip() for c in args.classes.split(",") if c.strip()], image, folder=args.data,
+            seed=args.seed, n=args.n, alphas=alphas, lr=args.lr, epochs=args.epochs, tau=args.tau, steps=args.steps)
     labels = [r.label for r in results]
     summaries = []
-    for path, result in zip(per_model_paths(output_path(args.out), labels), results):
+    for path, result in zip(per_model_paths(out, labels), results):
         _save(path, result)
         summaries.append(_summary(path, result))
     for picture, summary, result in zip(per_model_paths(png, labels) if png else [], summaries, results):
         shown = result.model.to_display(result.model.preprocess(image))
         picture.write_bytes(render.png_bytes(ig_rig_picture(result, shown)))
         summary["png"] = str(picture)
-    return {"image": args.image, "architectures": summaries}
+    return {"image": args.image, "architectures": summaries,
+            "notices": [notice for result in results for notice in result.supports.notices]}
 
 
 def describe(result: dict) -> str:

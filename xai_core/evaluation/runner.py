@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..engine import Engine, Progress
+from ..engine import Engine, Progress, oom_guard
 from ..errors import ParameterError
 from ..model_handle import LoadedModel
 from .sources import Batch, EvaluationSource, open_source
@@ -109,7 +109,8 @@ def run_evaluation(model: LoadedModel, source: str | EvaluationSource, methods: 
         batch = source.load(block)
         report = None if progress is None else _stage_progress(progress, done, len(block), total,
                                                               len(methods) * (1 + len(metrics)))
-        _evaluate_batch(model, batch, methods, metrics, engine, report, rows, image_curves, curve_x)
+        with oom_guard(model.device, f"a batch of {len(block)} images"):
+            _evaluate_batch(model, batch, methods, metrics, engine, report, rows, image_curves, curve_x)
         done += len(block)
         if progress is not None:
             progress(done / total, f"{done}/{total} images")

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..engine import Engine, Progress
+from ..engine import Engine, Progress, oom_guard
 from ..errors import ParameterError
 from ..instrument.capture import get_layer
 from ..model_handle import LoadedModel
@@ -164,15 +164,17 @@ def _loss(module: nn.Module, batch: Split, config: FinetuneConfig, engine: Engin
 
 def finetune_step(module: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: Sequence[Split],
                   config: FinetuneConfig, engine: Engine) -> dict[str, float]:
-    """One optimiser step accumulated over ``micro_batches``; their mean terms (floats)."""
+    """One optimiser step accumulated over ``micro_batches``; their mean terms (floats). Out of memory
+    is a ``ResourceError`` (a forward and a double backward per micro-batch: nothing to split further)."""
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
-    for batch in micro_batches:
-        loss, terms = _loss(module, batch, config, engine)
-        (loss / len(micro_batches)).backward()
-        for name, value in terms.items():
-            totals[name] = totals.get(name, 0) + value / len(micro_batches)
-    optimizer.step()
+    with oom_guard(engine.device, f"a fine-tuning step on micro-batches of {config.micro_batch} images"):
+        for batch in micro_batches:
+            loss, terms = _loss(module, batch, config, engine)
+            (loss / len(micro_batches)).backward()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0) + value / len(micro_batches)
+        optimizer.step()
     return {name: float(value) for name, value in totals.items()}
 
 
@@ -222,10 +224,11 @@ def evaluate_split(module: nn.Module, split: Split, config: FinetuneConfig, engi
     start = time.perf_counter()
     module.eval()
     terms, sizes = [], []
-    for batch in _micro_batches(split, config.micro_batch):
-        _, batch_terms = _loss(module, batch, config, engine, differentiable=False)
-        terms.append({key: float(value) for key, value in batch_terms.items()})
-        sizes.append(len(batch[1]))
+    with oom_guard(engine.device, f"scoring micro-batches of {config.micro_batch} images"):
+        for batch in _micro_batches(split, config.micro_batch):
+            _, batch_terms = _loss(module, batch, config, engine, differentiable=False)
+            terms.append({key: float(value) for key, value in batch_terms.items()})
+            sizes.append(len(batch[1]))
     return _record(epoch, name, terms, sizes, time.perf_counter() - start)
 
 

@@ -18,11 +18,15 @@ import torch
 from .. import dataset
 from ..errors import ParameterError
 from ..folder_dataset import load_labelled
+from ..methods.base import Param
 from ..model_handle import LoadedModel
 from .defaults import DEFAULT_N, DEFAULT_SEED
 
 HELD_OUT_EVERY = 5          # of a folder's images of each class, every fifth (sorted by path) is held out
 MIN_EMBEDDED_VALIDATION = 64
+GENERATED_IMAGES = Param(int, DEFAULT_N, 2, 20_000, help="embedded-dataset images generated for RIG")
+"""The bound of one generated split: all of it is held in memory (20,000 images are 1 GB as float32)
+and every image is seen by every network on every epoch."""
 
 
 @dataclass
@@ -60,7 +64,9 @@ def uses_embedded_dataset(model: LoadedModel) -> bool:
 
 
 def embedded_data(model: LoadedModel, classes: Sequence[int], seed: int, n: int) -> TrainingData:
-    """``n`` freshly generated images of the embedded dataset's two ``classes`` (seeded)."""
+    """``n`` freshly generated images of the embedded dataset's two ``classes`` (seeded), ``n`` within
+    ``GENERATED_IMAGES``' bounds."""
+    n = GENERATED_IMAGES.parse("n", n)
     if not uses_embedded_dataset(model):
         raise ParameterError("The embedded dataset trains only a model with its classes; give a folder of images.")
     batch = dataset.samples(seed, n, classes=list(classes))
@@ -96,8 +102,6 @@ def _embedded_training(model: LoadedModel, classes: Sequence[int], seed: int, n:
     if not uses_embedded_dataset(model):
         raise ParameterError(f"{model.name} needs a folder of training images of the two classes "
                              "(the embedded dataset has other classes).")
-    if n < 2:
-        raise ParameterError("RIG needs at least two training images.")
     return embedded_data(model, classes, seed, n)
 
 
