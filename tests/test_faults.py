@@ -642,3 +642,24 @@ def test_the_embedded_rig_split_is_bounded(embedded):
             rig.embedded_data(model, dataset.PART_PAIR, 0, n)
     train, val = rig.training_sets(model, dataset.PART_PAIR, seed=0, n=2)
     assert len(train.labels) == 2 and len(val.labels) == 64
+
+
+@pytest.mark.parametrize("setting", ["lr", "k1", "k2", "k3", "momentum", "weight_decay", "temperature"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_fine_tuning_refuses_non_finite_settings_by_name(setting, value):
+    from xai_core.finetune.training import FinetuneConfig
+
+    with pytest.raises(ParameterError, match=setting):
+        FinetuneConfig(layer="features", **{setting: value}).validate()
+
+
+def test_rig_on_several_architectures_refuses_tau_before_any_training(monkeypatch):
+    from xai_core.rig import architectures
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before τ was checked")
+
+    monkeypatch.setattr(architectures, "training_sets", no_training)
+    for tau in (0.0, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="τ"):
+            architectures.rig_architectures([], (0, 1), None, tau=tau)

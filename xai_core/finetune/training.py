@@ -23,6 +23,7 @@ trains the copy (other sessions keep explaining the original meanwhile).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -68,6 +69,11 @@ class FinetuneConfig:
             raise ParameterError(f"Unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
         if self.micro_batch < 1 or self.accumulate < 1:
             raise ParameterError("The micro-batch size and the accumulation steps must be at least 1.")
+        numbers = {"lr": self.lr, "k1": self.k1, "k2": self.k2, "k3": self.k3, "momentum": self.momentum,
+                   "weight_decay": self.weight_decay, "temperature": self.temperature}
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise ParameterError(f"The fine-tuning setting {name} must be a finite number; got {value}.")
         if self.lr <= 0:
             raise ParameterError("The learning rate must be positive.")
 

@@ -22,7 +22,7 @@ from ..model_handle import LoadedModel
 from .data import TrainingData, class_pair, training_sets
 from .defaults import DEFAULT_ALPHAS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_N, DEFAULT_SEED, DEFAULT_STEPS, DEFAULT_TAU
 from .evaluation import accuracy_table
-from .explain import RigExplanation, occlusion_logits, rig_explain
+from .explain import RigExplanation, check_tau, occlusion_logits, rig_explain
 from .training import SupportNetworks, train_support_networks
 
 TRAINING_SHARE = 0.8  # of each architecture's progress span: training, then explaining
@@ -81,6 +81,7 @@ def rig_architectures(models: Sequence[LoadedModel], classes: Sequence[int | str
                       tau: float = DEFAULT_TAU, steps: int = DEFAULT_STEPS, cache_dir: str | os.PathLike | None = None,
                       progress: Progress | None = None) -> list[ArchitectureRig]:
     """RIG with the same settings on every model for the same pair and ``image``, one result per model."""
+    check_tau(tau)
     pairs = matched_pair(models, classes)
     results = []
     for i, (label, model, pair) in enumerate(zip(architecture_labels(models), models, pairs)):

@@ -75,12 +75,17 @@ class RigExplanation:
         return (positive / np.where(peak > 0, peak, 1)).max(0)
 
 
+def check_tau(tau: float) -> None:
+    """``ParameterError`` unless ``0 < τ ≤ 1`` (NaN fails too): before any training is spent on it."""
+    if not 0 < tau <= 1:
+        raise ParameterError(f"τ must be in (0, 1]; got {tau}.")
+
+
 def rig_explain(model: LoadedModel, x: torch.Tensor, supports: SupportNetworks, *, tau: float = DEFAULT_TAU,
                 steps: int = DEFAULT_STEPS, rule: str = DEFAULT_RULE, engine: Engine | None = None,
                 progress: Progress | None = None) -> RigExplanation:
     """IG (black baseline) of both classes on every network, and the region important in all of them."""
-    if not 0 < tau <= 1:
-        raise ParameterError("τ must be in (0, 1].")
+    check_tau(tau)
     engine = engine or Engine(model.device)
     x = x.to(model.device, torch.float32)
     baselines = replacement_image(model, x, BASELINE).unsqueeze(0)
