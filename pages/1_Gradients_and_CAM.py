@@ -11,6 +11,7 @@ from ui.cache import cached_explain, progress_bar
 from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.text import as_text
 from ui.views import map_stack, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
@@ -71,7 +72,7 @@ for col, name in enumerate(methods):
         results = cached_explain(model, selection.model_key, selection.image_hash, selection.x.numpy(), name,
                                  tuple(targets), tuple(sorted(chosen[name].items())), _progress=bar)
     except XAIError as err:
-        st.warning(f"{spec.label}: {err}")
+        st.warning(f"{spec.label}: {as_text(str(err))}")
         continue
     finally:
         bar.done()
@@ -95,5 +96,5 @@ with st.expander("About these methods"):
         settings = ", ".join(f"{k} = {v}" for k, v in chosen[name].items())
         st.markdown(f"**{spec.label}** — {spec.description}{agnostic}"
                     + (f" *Parameters: {settings}.*" if settings else ""))
-    st.caption(f"Rows: {', '.join(row_labels)}. Maps are not normalised; the colour range is per map or shared "
-               "down each method's column (written under its title).")
+    st.caption(f"Rows: {as_text(', '.join(row_labels))}. Maps are not normalised; the colour range is per map or "
+               "shared down each method's column (written under its title).")

@@ -13,6 +13,7 @@ from ui.params import param_widgets
 from ui.progressive import accumulation
 from ui.provenance import provenance
 from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.text import as_text
 from ui.views import show_figure, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
@@ -47,7 +48,7 @@ try:
     shown = sample_masks(shape=params["shape"], cell=params["cell"], p=p, seed=params["seed"], n=6,
                          size=tuple(selection.x.shape[-2:]), device=model.device).cpu().numpy()
 except XAIError as err:
-    st.error(str(err))
+    st.error(as_text(str(err)))
     st.stop()
 prov = provenance(selection, method=RISE.label, params=params, target=[model.class_label(t) for t in targets])
 show_figure(masks_figure(shown, [f"mask {i + 1}" for i in range(len(shown))]), "RISE masks", prov,
@@ -76,7 +77,7 @@ if acc.n_done < n_masks:
             if i % refresh == 0 and step.n_done < n_masks:
                 live.plotly_chart(maps_figure(acc.sums[-1], step.n_done), **GRID)
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         st.stop()
     finally:
         bar.done()
@@ -114,7 +115,7 @@ if run:
                 tuple(sorted((params | {"masks": n_compare} | changed).items())),
                 _progress=lambda f, m, i=i: bar((i + f) / len(variants), m))
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         st.stop()
     finally:
         bar.done()

@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui.cache import cached_explain, get_engine, get_model, model_key, progress_bar, run_with_progress
 from ui.colormaps import DIVERGING
+from ui.data_folders import folder_picker
 from ui.figures import heatmap_grid, learning_curves_figure, outline_regions, overlay_figure
 from ui.params import param_widgets
 from ui.provenance import provenance
@@ -18,6 +19,7 @@ from ui.rig_session import (NO_SECOND_MODEL, RigSession, TrainingRequest, archit
                             explained_inputs, second_model_default)
 from ui.rig_tables import accuracy_frame, area_frame, occlusion_frame, part_share_frame, side_by_side
 from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.text import as_text
 from ui.views import show_figure, show_grid, show_table
 from xai_core import rig
 from xai_core.errors import XAIError
@@ -55,7 +57,7 @@ if targets:
         results = cached_explain(model, selection.model_key, selection.image_hash, selection.x.numpy(), IG.name,
                                  tuple(targets), tuple(sorted(params.items())), _progress=bar, with_extras=True)
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         results = []
     finally:
         bar.done()
@@ -72,7 +74,7 @@ if targets:
         difference = extras["f_input"] - extras["f_baseline"]
         gap = float(extras["completeness_gap"])
         cells = st.columns(5)
-        cells[0].metric(f"f(x) — {model.categories[target]}", f"{extras['f_input']:.4f}")
+        cells[0].metric(f"f(x) — {as_text(model.categories[target])}", f"{extras['f_input']:.4f}")
         cells[1].metric("f(x′) (baseline)", f"{extras['f_baseline']:.4f}")
         cells[2].metric("Σ IG", f"{float(attribution.sum()):.4f}")
         cells[3].metric("Gap |Σ IG − (f(x) − f(x′))|", f"{gap:.3g}")
@@ -106,7 +108,7 @@ second_key = None if second_name == NO_SECOND_MODEL else model_key(second_name, 
 try:
     second = session.second_model(second_key, lambda: get_model(second_name, None, None, selection.device))
 except XAIError as err:
-    st.warning(f"{err} Showing {model.name} alone.")
+    st.warning(f"{err} Showing {as_text(model.name)} alone.")  # a registry model's error: no user text
     second = None
 models = [(selection.model_key, model), *([(second_key, second)] if second is not None else [])]
 
@@ -136,8 +138,8 @@ if embedded:
     data_seed = int(c3.number_input("Training seed", 0, 2**31 - 1, rig.DEFAULT_SEED, key=f"{KEY_PREFIX}.data_seed",
                                     persist_state=KEEP))
 else:
-    folder = c2.text_input("Folder of training images of the two classes (dataset-export's, or one subfolder "
-                           "per class named by class)", "", key=f"{KEY_PREFIX}.folder", persist_state=KEEP) or None
+    folder = folder_picker(c2, "Folder of training images of the two classes", f"{KEY_PREFIX}.folder",
+                           "A dataset-export folder, or one with a subfolder of images per class named by class.")
 
 try:
     archs, left_out = architectures(models, [class_a, class_b], selection.image, selection.x)
@@ -146,10 +148,10 @@ try:
     requests = [TrainingRequest(a.model_key, train.identity, tuple(rig.parse_alphas(alpha_text)), float(lr),
                                 int(epochs)) for a, (train, _) in zip(archs, data)]
 except XAIError as err:
-    st.warning(str(err))
+    st.warning(as_text(str(err)))
     st.stop()
 for note in left_out:
-    st.warning(note)
+    st.warning(as_text(note))
 names = [model.categories[c] for c in archs[0].classes]  # the pair as the sidebar's model names it
 rig_prov = provenance(selection, method="Reinforced IG", target=names, models=[a.label for a in archs], params={
     "alphas": alpha_text, "epochs": epochs, "learning rate": lr, "tau": tau, "IG steps": rig_steps,
@@ -163,7 +165,7 @@ if st.button("Train or load the support networks", type="primary", disabled=None
                 supports[i] = run_with_progress(f"Support networks of {a.label}", lambda p, i=i: session.train(
                     archs[i].model, data[i][0], requests[i], p))
             except XAIError as err:
-                st.error(f"{a.label}: {err}")
+                st.error(f"{a.label}: {as_text(str(err))}")
 if None in supports:
     st.caption("Trained networks are stored on disk under a key of every setting (the architecture and its "
                "weights included), so the same request later (or after a restart) loads them instead of training.")
@@ -171,15 +173,22 @@ if None in supports:
 
 for column, a, s, (train, val), request in zip(st.columns(len(archs)), archs, supports, data, requests):
     with column:
-        st.subheader(a.label)
-        st.success(("Loaded from disk" if s.loaded_from_disk else "Trained and stored") +
-                   f" — {len(s.networks)} support networks in {s.directory}")
+        st.subheader(a.label)  # model names: the registry's, or a timm name of letters, digits, "_.-"
+        stored = s.loaded_from_disk or s.directory.is_dir()  # a set the store could not write leaves no folder
+        if stored:
+            st.success(("Loaded from disk" if s.loaded_from_disk else "Trained and stored") +
+                       f" — {len(s.networks)} support networks in {as_text(str(s.directory))}")
+        else:
+            st.info(f"Trained, not stored — {len(s.networks)} support networks, held in memory only")
+        for notice in s.notices:  # the store's: a damaged set deleted and trained again, a set not stored
+            st.warning(as_text(notice))
         show_figure(learning_curves_figure({f"α = {alpha:g}": c for alpha, c in s.curves.items()}),
                     f"RIG support networks learning curves {a.label}", rig_prov, **PLOT)
         st.markdown("**Accuracy per class (paper's Table 1 layout)**")
         show_table(accuracy_frame(session.accuracy(a.model, request, s, train, val)).style.format("{:.1f}"),
                    f"RIG accuracy per class {a.label}", rig_prov, width="stretch")
-        st.caption(f"Prediction = the larger of the two logits. Train: {train.source}; validation: {val.source}.")
+        st.caption(f"Prediction = the larger of the two logits. Train: {as_text(train.source)}; validation: "
+                   f"{as_text(val.source)}.")
 
 # ------------------------------------------------------------ IG vs RIG on several images
 st.subheader("IG and RIG side by side")

@@ -15,6 +15,7 @@ from ui.inversion_session import InversionSession
 from ui.params import param_widget
 from ui.provenance import provenance
 from ui.sidebar import class_choices, keep_known_classes, sidebar
+from ui.text import as_text
 from ui.views import show_figure
 from xai_core.errors import XAIError
 from xai_core.inversion import OPTIMIZERS, PARAMETERIZATIONS, InversionSettings
@@ -55,7 +56,7 @@ with tab_occlusion:
         occ = cached_occlusion(model, selection.model_key, selection.image_hash, selection.x.numpy(),
                                selection.target, window, stride, fill, layer)
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         occ = None
     if occ is not None:
         occ_prov = provenance(selection, method="Occlusion sensitivity (Zeiler & Fergus)",
@@ -100,7 +101,7 @@ with tab_deconv:
         proj = cached_deconv_projections(model, selection.model_key, selection.image_hash, selection.x.numpy(),
                                          deconv_layer, DECONV_TOP, mode)
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         proj = None
     if proj is not None:
         show_figure(image_grid_figure(proj.display(), [f"map {c} (max {a:.2f})" for c, a in
@@ -126,7 +127,7 @@ with tab_transform:
         sens = cached_transform_sensitivity(model, selection.model_key, selection.image_hash, selection.x.numpy(),
                                             kind, tuple(float(v) for v in values), TRANSFORM_TOP)
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         sens = None
     if sens is not None:
         sens_prov = provenance(selection, method=f"{TRANSFORMS[kind]} sensitivity", params={"values": count})
@@ -204,7 +205,7 @@ with tab_inversion:
             session.start(model, targets, settings, others=second,
                           start_image=selection.image if from_image else None, engine=get_engine(selection.device))
         except XAIError as err:
-            st.error(str(err))
+            st.error(as_text(str(err)))
     stop_resume_advance(session, key=f"{KEY_PREFIX}.run", label="Optimising (Stop keeps what is reached)")
 
     for column, (name, run) in zip(st.columns(max(1, len(session.runs))), session.runs):
@@ -214,7 +215,7 @@ with tab_inversion:
                               weights=run.model.weights_source, target=labels,
                               params=dataclasses.asdict(run.settings) | {"start": "image" if from_image else "noise"})
         with column:
-            st.subheader(f"{name}" + (f" — stopped at step {result.steps_done}/{result.steps_planned}"
+            st.subheader(as_text(name) + (f" — stopped at step {result.steps_done}/{result.steps_planned}"
                                       if result.stopped else ""))
             show_figure(image_grid_figure(list(result.images), [
                 f"{label}: {s0:.2f} → {s1:.2f}" for label, s0, s1 in

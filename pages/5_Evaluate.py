@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from ui.cache import progress_bar
+from ui.data_folders import folder_picker
 from ui.evaluation_figures import (DISTRIBUTION_KINDS, direction, metric_curves_figure, per_image_frame, rows_frame,
                                    score_distributions, summary_frame)
 from ui.evaluation_session import (EvaluationProgress, EvaluationRequest, evaluate, explore, explored, extremes,
@@ -19,6 +20,7 @@ from ui.evaluation_session import (EvaluationProgress, EvaluationRequest, evalua
 from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import sidebar
+from ui.text import as_text
 from ui.views import show_figure, show_table
 from xai_core.errors import XAIError
 from xai_core.evaluation import GROUND_TRUTHS, result_json
@@ -45,10 +47,10 @@ selection = sidebar()
 model = selection.model
 st.title("Evaluate explanations")
 st.caption(f"Score explanation methods with metrics over many images, each explained for its true class by the "
-           f"sidebar's model ({model.name}).")
+           f"sidebar's model ({as_text(model.name)}).")
 message = explored()
 if message:
-    st.toast(f"{message} is now the sidebar's image and target: every explorer page shows it.")
+    st.toast(f"{as_text(message)} is now the sidebar's image and target: every explorer page shows it.")
 
 # ----------------------------------------------------------------------------- what to evaluate
 where, which, count, batch, truth = st.columns([1.3, 1.4, 0.8, 0.8, 1])
@@ -60,8 +62,8 @@ if images == EMBEDDED_IMAGES:
                                    "(this seed, index i).")
     source = f"{EMBEDDED_PREFIX}{int(seed)}"
 else:
-    source = which.text_input("Folder", key=f"{KEY}.folder", persist_state=KEEP, placeholder="/data/imagenet-val",
-                              help=FOLDER_HELP).strip()
+    folder = folder_picker(which, "Folder", f"{KEY}.folder", FOLDER_HELP)
+    source = "" if folder is None else str(folder)
 n = count.number_input("Number of images", 1, 1_000_000, DEFAULT_N, key=f"{KEY}.n", persist_state=KEEP,
                        help="A folder gives this many images evenly spaced over its sorted list.")
 batch_size = batch.number_input("Batch size", 1, 1024, DEFAULT_BATCH, key=f"{KEY}.batch_size", persist_state=KEEP,
@@ -94,8 +96,7 @@ for i, (spec, draw, chosen) in enumerate(panels):
 if not methods or not metrics:
     st.info("Choose at least one method and one metric.")
     st.stop()
-if not source:
-    st.info("Enter the folder of the images to evaluate.")
+if not source:  # no folder offered: the picker said so
     st.stop()
 
 request = EvaluationRequest(source, ground_truth, int(n), int(batch_size), named_params(method_params),
@@ -112,7 +113,7 @@ try:
     else:
         result, done = stored(model, selection.model_key, request)
 except XAIError as err:
-    st.error(str(err))
+    st.error(as_text(str(err)))
     st.stop()
 finally:
     if bar is not None:
@@ -164,7 +165,7 @@ try:
     pictures = thumbnails(model, selection.model_key, request, shown_method, worst + best)
     opened = opened_source(model, selection.model_key, request.source, request.ground_truth)
 except XAIError as err:
-    st.error(str(err))
+    st.error(as_text(str(err)))
 else:
     st.caption(f"{labels[shown_method]}'s map for the true class over each image; the score under it. "
                "Explore makes the image the sidebar's, for the explorer pages.")
@@ -172,7 +173,8 @@ else:
         st.markdown(f"**{title}**")
         for i, (column, row, picture) in enumerate(zip(st.columns(GALLERY_K), rows, shown)):
             class_name = model.class_label(row["label"])
-            column.image(picture, caption=f"{row['image']} · {class_name} · score {row['score']:.3g}",
+            column.image(picture, caption=f"{as_text(row['image'])} · {as_text(class_name)} · "
+                                          f"score {row['score']:.3g}",
                          width=GALLERY_PX)
             column.button("Explore", key=f"{KEY}.explore.{title}.{i}", on_click=explore, args=(opened, row, class_name))
     if not worst:

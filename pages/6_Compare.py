@@ -11,6 +11,7 @@ from ui.compare_session import (CompareInversion, cached_maps, class_options, ha
 from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import sidebar
+from ui.text import as_text
 from ui.views import file_stem, show_figure, show_table
 from xai_core.compare import compare_models, match_classes
 from xai_core.errors import XAIError
@@ -45,13 +46,13 @@ timm_name = c2.text_input("… and a timm model", "", key=f"{KEY}.timm", persist
 if timm_name:
     labels = labels + [timm_name if timm_name.startswith("timm:") else f"timm:{timm_name}"]
 if len(labels) > MAX_MODELS:
-    st.warning(f"At most {MAX_MODELS} models: {', '.join(labels[MAX_MODELS:])} left out.")
+    st.warning(f"At most {MAX_MODELS} models: {as_text(', '.join(labels[MAX_MODELS:]))} left out.")
 methods = st.multiselect("Methods (columns)", list(METHODS), default=[m for m in DEFAULT_METHODS if m in METHODS],
                          key=f"{KEY}.methods", persist_state="session", format_func=lambda m: METHODS[m].label)
 
 compared, load_errors = load_compared(labels[:MAX_MODELS], selection, st.session_state)
 for message in load_errors:
-    st.warning(message)
+    st.warning(as_text(message))
 if not compared or not methods:
     st.info("Choose at least one model that loads and one method.")
     st.stop()
@@ -59,7 +60,8 @@ if not compared or not methods:
 matches = match_classes([row.model.categories for row in compared])
 if not matches:
     st.error("These models share no class name, so they cannot be compared on one class: "
-             + "; ".join(f"{row.label} has {', '.join(row.model.categories[:3])}…" for row in compared))
+             + "; ".join(f"{as_text(row.label)} has {as_text(', '.join(row.model.categories[:3]))}…"
+                         for row in compared))
     st.stop()
 classes = class_options(matches)
 wanted = selection.target_name.casefold()
@@ -86,7 +88,7 @@ for i, name in enumerate(tunable):
         chosen[name] = param_widgets(spec, compared[0].model, key_prefix=KEY, layers=False)
 if any(METHODS[name].uses_layer for name in methods):
     st.caption("Layer methods run on each model's own default layer: "
-               + ", ".join(f"{row.label} → `{row.model.default_layer}`" for row in compared) + ".")
+               + ", ".join(f"{as_text(row.label)} → `{row.model.default_layer}`" for row in compared) + ".")
 
 comparison = compare_models([row.model for row in compared], [row.input for row in compared], match, chosen,
                             maps=cached_maps(compared, selection.image_hash))
@@ -107,7 +109,7 @@ show_figure(predictions_column(
     [cached_predict(row.model, row.key, selection.image_hash, row.x, 5) for row in compared], grid),
     "Compare predictions", prov, container=predictions_col, **PLOT)
 for (r, c), reason in comparison.refusals.items():
-    st.warning(f"{METHODS[methods[c]].label} on {compared[r].label}: {reason}")
+    st.warning(f"{METHODS[methods[c]].label} on {as_text(compared[r].label)}: {as_text(reason)}")
 
 st.subheader("Agreement between models")
 if len(compared) < 2:
@@ -121,7 +123,7 @@ else:
                "input sizes are compared at the smaller size.")
 
 # ------------------------------------------------------------------ inversion
-st.subheader(f"What each model has learnt of {match.name}")
+st.subheader(f"What each model has learnt of {as_text(match.name)}")
 session = CompareInversion(st.session_state)
 inversion_defaults = InversionSettings()
 with st.form(f"{KEY}.inversion_form"):
@@ -140,7 +142,7 @@ if submitted:
         session.start_compared(compared, match, settings, start_image=start_image, key=inversion_key,
                                engine=get_engine(selection.device))
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
 stop_resume_advance(session, key=f"{KEY}.inv", label="Optimising every model (Stop keeps what is reached)")
 results = session.results()
 if results:

@@ -10,6 +10,7 @@ from ui.finetune_session import FinetuneSession, check_shortcut_model, checkpoin
 from ui.inversion_controls import stop_resume_advance
 from ui.provenance import provenance
 from ui.sidebar import select_checkpoint, sidebar
+from ui.text import as_text
 from ui.views import show_figure, show_grid, show_table
 from xai_core import shortcut_dataset
 from xai_core.errors import XAIError
@@ -44,7 +45,7 @@ else:
     try:
         check_shortcut_model(model)
     except XAIError as error:
-        st.error(str(error))
+        st.error(as_text(str(error)))
         st.stop()
 c1, c2, c3, c4 = st.columns(4)
 form = c1.selectbox("Loss form", LOSS_FORMS, index=LOSS_FORMS.index("weighted_mangtr"), key=f"{KEY}.form",
@@ -91,7 +92,7 @@ if st.button("Start fine-tuning", type="primary", key=f"{KEY}.start"):
         train, val = shortcut_splits(int(n_train), int(n_val), int(train_seed), int(val_seed), agreement)
         session.start(model, config, int(epochs), train, val, get_engine(selection.device))
     except XAIError as error:
-        st.error(str(error))
+        st.error(as_text(str(error)))
 stop_resume_advance(session, key=KEY, label="Fine-tuning")
 
 run = session.run

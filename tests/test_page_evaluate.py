@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,28 +117,42 @@ def test_explore_makes_a_gallery_image_the_sidebars_image_and_target(evaluated):
     assert evaluated.sidebar.number_input(key="w.seed").value == 0 and 0 <= index < N
     assert evaluated.sidebar.radio(key="w.target_mode").value == "Choose a class"
     assert evaluated.sidebar.selectbox(key="w.target").value == dataset.make_sample(0, index).class_name
-    assert len(evaluated.toast) == 1 and f"embedded:0:{index}" in evaluated.toast[0].value
+    assert len(evaluated.toast) == 1 and f"embedded:0:{index}" in _plain(evaluated.toast[0].value)
 
 
-def test_a_missing_folder_shows_one_error_and_keeps_the_choices():
+def _plain(markdown: str) -> str:
+    """A toast's text as shown: user text reaches it escaped (``ui.text.as_text``)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def _offered(monkeypatch, folder: Path) -> str:
+    """``folder`` offered on the page (the only dataset under ``$XAI_DATA_DIRS``): its name there."""
+    monkeypatch.setenv("XAI_DATA_DIRS", str(folder.parent))
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def test_a_folder_whose_labels_are_no_classes_shows_one_error_and_keeps_the_choices(tmp_path, monkeypatch):
+    (tmp_path / "other" / "not_a_class").mkdir(parents=True)
+    (tmp_path / "other" / "not_a_class" / "0.png").write_bytes(b"")
+    name = _offered(monkeypatch, tmp_path / "other")
     at = _run(AppTest.from_file(PAGE, default_timeout=TIMEOUT))
     _widget(at, f"{KEY}.images").set_value("Folder")
     _run(at)
-    _widget(at, f"{KEY}.folder").set_value("/no/such/folder")
-    _run(at)
+    assert _widget(at, f"{KEY}.folder").options == [name]
     _widget(at, f"{KEY}.run").click()
     _run(at)
-    assert len(at.error) == 1 and "/no/such/folder" in at.error[0].value
-    assert _widget(at, f"{KEY}.folder").value == "/no/such/folder"
+    assert len(at.error) == 1 and r"not\_a\_class" in at.error[0].value
+    assert _widget(at, f"{KEY}.folder").value == name
     assert not at.dataframe
 
 
-def test_a_dataset_export_folder_is_evaluated_and_explore_makes_its_image_the_sidebars_upload(tmp_path):
-    dataset.export(3, 4, tmp_path)
+def test_a_dataset_export_folder_is_evaluated_and_explore_makes_its_image_the_sidebars_upload(tmp_path, monkeypatch):
+    dataset.export(3, 4, tmp_path / "export")
+    name = _offered(monkeypatch, tmp_path / "export")
     at = _run(AppTest.from_file(PAGE, default_timeout=TIMEOUT))
     _widget(at, f"{KEY}.images").set_value("Folder")
     _run(at)
-    _widget(at, f"{KEY}.folder").set_value(str(tmp_path))
+    _widget(at, f"{KEY}.folder").set_value(name)
     _widget(at, f"{KEY}.n").set_value(4)
     _widget(at, f"{KEY}.metrics").set_value(["pointing_game"])
     _run(at)
@@ -148,9 +163,10 @@ def test_a_dataset_export_folder_is_evaluated_and_explore_makes_its_image_the_si
     at.button(key=f"{KEY}.explore.Worst.0").click()
     _run(at)
     assert at.sidebar.radio(key="w.source").value == "Upload"
-    image = at.toast[0].value.split(" (target")[0]  # the path in the folder, e.g. 0/00000.png
-    assert (tmp_path / image).is_file()
-    assert [b.label for b in at.sidebar.button] == [f"Remove {image}"]  # the sidebar's upload is that file
+    shown = at.toast[0].value.split(" (target")[0]  # the path in the folder as markdown text, e.g. 0/00000.png
+    image = _plain(shown)
+    assert (tmp_path / "export" / image).is_file()
+    assert [b.label for b in at.sidebar.button] == [f"Remove {shown}"]  # the sidebar's upload is that file
 
 
 # ----------------------------------------------------------------------------- session helpers

@@ -20,6 +20,7 @@ from xai_core.compare import PairAgreement
 from xai_core.inversion import InversionResult
 
 from .figures import heatmap_grid, image_grid_figure, png_data_uri
+from .labels import plotly_text
 
 ROW_TITLE_WRAP = 26  # rotated row titles: characters per line of the model's name
 REFUSAL_WRAP = 30  # characters per line of a refusal written in a grid cell
@@ -43,7 +44,8 @@ def comparison_grid(images: Sequence[np.ndarray], maps: Sequence[Sequence[np.nda
         blank = np.full_like(np.asarray(images[row], dtype=np.uint8), BLANK_GREY)
         fig.add_trace(go.Image(source=png_data_uri(blank), hoverinfo="skip"), row=row + 1, col=col + 1)
         axis = "" if row * n_cols + col == 0 else str(row * n_cols + col + 1)
-        fig.add_annotation(text="<br>".join(textwrap.wrap(reason, REFUSAL_WRAP)), showarrow=False,
+        fig.add_annotation(text="<br>".join(plotly_text(line) for line in textwrap.wrap(reason, REFUSAL_WRAP)),
+                           showarrow=False,
                            xref=f"x{axis} domain", yref=f"y{axis} domain", x=0.5, y=0.5,
                            font=dict(size=11, color="#a33"), align="center")
     return fig
@@ -55,10 +57,12 @@ def predictions_column(predictions: Sequence[Sequence[dict]], grid: go.Figure,
     out like the rows of ``grid`` (a ``comparison_grid``): same height, margins and row domains, so
     each model's bars face its maps."""
     n = len(predictions)
+    title = plotly_text(title)
     fig = make_subplots(rows=n, cols=1, column_titles=[title])
     for row, top in enumerate(predictions, start=1):
         probabilities = [float(p["probability"]) for p in top]
-        fig.add_trace(go.Bar(x=probabilities, y=[f"{p['name']} ({p['index']})" for p in top], orientation="h",
+        fig.add_trace(go.Bar(x=probabilities, y=[plotly_text(f"{p['name']} ({p['index']})") for p in top],
+                             orientation="h",
                              text=[f"{q:.1%}" for q in probabilities], textposition="auto", marker_color="#4c78a8",
                              showlegend=False, hovertemplate="%{y}: %{x:.2%}<extra></extra>"), row=row, col=1)
     row_domains = sorted({tuple(axis.domain) for axis in grid.select_yaxes()}, reverse=True)  # top row first

@@ -34,6 +34,12 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(render.png_bytes(np.asarray(image, np.uint8))).decode("ascii")
 
 
+def _text(text: str | None) -> str | None:
+    """A title or name as plotly shows it: the characters written, never its pseudo-HTML (class and file
+    names are user text)."""
+    return None if text is None else plotly_text(text)
+
+
 def _hide_axes(fig: go.Figure) -> go.Figure:
     """Hide the axes and keep square pixels in every subplot: each y-axis is scaled to its own
     x-axis (anchoring all of them to "x" stretches every cell but the first when the figure is resized)."""
@@ -45,12 +51,12 @@ def _hide_axes(fig: go.Figure) -> go.Figure:
 
 def prediction_bar(predictions: Sequence[dict], title: str = "Top predictions") -> go.Figure:
     """Horizontal bars of ``[{index, name, probability}]``, most probable on top."""
-    names = [f"{p['name']} ({p['index']})" for p in predictions]
+    names = [plotly_text(f"{p['name']} ({p['index']})") for p in predictions]
     probs = [float(p["probability"]) for p in predictions]
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{q:.1%}" for q in probs],
                            textposition="auto", marker_color="#4c78a8",
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_layout(title=title, margin=_MARGIN, height=80 + 32 * len(names),
+    fig.update_layout(title=_text(title), margin=_MARGIN, height=80 + 32 * len(names),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
                       yaxis=dict(autorange="reversed"))
     return fig
@@ -59,7 +65,7 @@ def prediction_bar(predictions: Sequence[dict], title: str = "Top predictions") 
 def image_figure(image: np.ndarray, title: str | None = None, height: int | None = None) -> go.Figure:
     """An H×W×3 uint8 image at its aspect ratio (``height`` in pixels, default: plotly's)."""
     fig = go.Figure(go.Image(source=png_data_uri(image), hoverinfo="skip"))
-    fig.update_layout(title=title, margin=_MARGIN, height=height)
+    fig.update_layout(title=_text(title), margin=_MARGIN, height=height)
     return _hide_axes(fig)
 
 
@@ -88,7 +94,7 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, colormap: str = "viri
         fig.add_trace(go.Image(source=png_data_uri(_outline_layer((h, w), outlines)), hoverinfo="skip"))
         fig.add_annotation(text=outline_legend(outlines), x=0, y=0, xref="paper", yref="paper", xanchor="left",
                            yanchor="top", yshift=-4, showarrow=False)
-    fig.update_layout(title=title, margin=_MARGIN)
+    fig.update_layout(title=_text(title), margin=_MARGIN)
     _hide_axes(fig)
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -304,9 +310,10 @@ def outline_regions(fig: go.Figure, regions: dict[tuple[int, int], np.ndarray], 
         region = np.pad(np.asarray(region, dtype=bool), 1)
         inner = region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
         ys, xs = np.nonzero(region[1:-1, 1:-1] & ~inner)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", showlegend=False, name=name,
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", showlegend=False, name=plotly_text(name),
                                  marker=dict(symbol="square-open", size=9, color=colour, line=dict(width=2)),
-                                 hovertemplate=f"{name}: x=%{{x}}, y=%{{y}}<extra></extra>"), row=row + 1, col=col + 1)
+                                 hovertemplate="%{fullData.name}: x=%{x}, y=%{y}<extra></extra>"),
+                      row=row + 1, col=col + 1)
     return fig
 
 
@@ -364,19 +371,22 @@ def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], x_title:
                 title: str | None = None, markers: bool = True) -> go.Figure:
     """One line per named series over a shared x (curves: deletion, convergence, loss...)."""
     mode = "lines+markers" if markers else "lines"
-    fig = go.Figure([go.Scatter(x=list(x), y=list(ys), mode=mode, name=name,
+    fig = go.Figure([go.Scatter(x=list(x), y=list(ys), mode=mode, name=plotly_text(name),
                                 line=dict(color=_PALETTE[i % len(_PALETTE)]))
                      for i, (name, ys) in enumerate(series.items())])
-    fig.update_layout(title=title, margin=_MARGIN, xaxis_title=x_title, yaxis_title=y_title, legend=_LEGEND)
+    fig.update_layout(title=_text(title), margin=_MARGIN, xaxis_title=_text(x_title), yaxis_title=_text(y_title),
+                      legend=_LEGEND)
     return fig
 
 
 def table_figure(columns: Sequence[str], rows: Sequence[Sequence], title: str | None = None) -> go.Figure:
     """A small table (e.g. logits before/after occlusion) that exports with its figure."""
     cells = [[row[i] for row in rows] for i in range(len(columns))]
-    cells = [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else v for v in col] for col in cells]
-    fig = go.Figure(go.Table(header=dict(values=list(columns), align="left"), cells=dict(values=cells, align="left")))
-    fig.update_layout(title=title, margin=_MARGIN, height=60 + 28 * (len(rows) + 1))
+    cells = [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else _text(v) if isinstance(v, str) else v
+              for v in col] for col in cells]
+    fig = go.Figure(go.Table(header=dict(values=[plotly_text(c) for c in columns], align="left"),
+                             cells=dict(values=cells, align="left")))
+    fig.update_layout(title=_text(title), margin=_MARGIN, height=60 + 28 * (len(rows) + 1))
     return fig
 
 
@@ -395,10 +405,11 @@ def position_map_figure(image: np.ndarray, grid: np.ndarray, ys: Sequence[int], 
         go.Image(source=png_data_uri(render.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=grid, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), opacity=opacity,
                    colorscale=plotly_colorscale(colormap),
-                   colorbar=_COLOUR_BAR | dict(title_text=value_label),
-                   hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{value_label}: %{{z:.3g}}<extra></extra>"),
+                   colorbar=_COLOUR_BAR | dict(title_text=plotly_text(value_label)),
+                   hovertemplate=f"occluder centre x=%{{x}}, y=%{{y}}<br>{plotly_text(value_label)}: %{{z:.3g}}"
+                                 "<extra></extra>"),
     ])
-    fig.update_layout(title=title, margin=_MARGIN)
+    fig.update_layout(title=_text(title), margin=_MARGIN)
     _hide_axes(fig)
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -417,7 +428,7 @@ def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[i
     colours = [palette[i % len(palette)] for i in range(k)]
     scale = [stop for i, c in enumerate(colours) for stop in ([i / k, c], [(i + 1) / k, c])]  # flat steps
     h, w = image.shape[:2]
-    label = np.vectorize(lambda c: f"{names[int(c)]} ({int(c)})")(classes)
+    label = np.vectorize(lambda c: plotly_text(f"{names[int(c)]} ({int(c)})"))(classes)
     fig = go.Figure([
         go.Image(source=png_data_uri(render.greyscale(image)), hoverinfo="skip"),
         go.Heatmap(z=z, x=_occluder_centres(xs, window, w), y=_occluder_centres(ys, window, h), zmin=-0.5,
@@ -425,9 +436,9 @@ def categorical_map_figure(image: np.ndarray, classes: np.ndarray, names: dict[i
                    hovertemplate="occluder centre x=%{x}, y=%{y}<br>%{customdata}<extra></extra>"),
     ])
     for c in present:  # legend entries: invisible markers in each class's colour
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{names[c]} ({c})",
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=plotly_text(f"{names[c]} ({c})"),
                                  marker=dict(color=colours[slot[c]], size=12, symbol="square")))
-    fig.update_layout(title=title, margin=_MARGIN, showlegend=True,
+    fig.update_layout(title=_text(title), margin=_MARGIN, showlegend=True,
                       legend=_LEGEND | dict(title="most probable class", yref="paper", y=-0.02, yanchor="top"))
     _hide_axes(fig)
     fig.update_yaxes(autorange="reversed")
@@ -439,11 +450,12 @@ def image_grid_figure(images: Sequence[np.ndarray], labels: Sequence[str], cols:
     """Images (H×W×3 uint8) in a grid with a caption each (DeconvNet projections, frames)."""
     n = len(images)
     rows = max(1, -(-n // cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(labels), horizontal_spacing=0.02,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[plotly_text(label) for label in labels],
+                        horizontal_spacing=0.02,
                         vertical_spacing=0.06)
     for i, image in enumerate(images):
         fig.add_trace(go.Image(source=png_data_uri(image), hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+    fig.update_layout(title=_text(title), margin=dict(l=10, r=10, t=60 if title else 30, b=10),
                       height=(60 if title else 30) + cell_px * rows, width=20 + cell_px * cols)
     return _hide_axes(fig)
 
@@ -455,18 +467,18 @@ def history_figure(history: dict[str, np.ndarray], series_names: Sequence[str], 
     ``history[term]`` is S×T (steps × series); ``titles`` picks the terms to draw and names them.
     """
     terms = [t for t in titles if t in history]
-    fig = make_subplots(rows=len(terms), cols=1, shared_xaxes=True, subplot_titles=[titles[t] for t in terms],
-                        vertical_spacing=0.08)
+    fig = make_subplots(rows=len(terms), cols=1, shared_xaxes=True,
+                        subplot_titles=[plotly_text(titles[t]) for t in terms], vertical_spacing=0.08)
     for r, term in enumerate(terms):
         values = np.asarray(history[term])
         steps = np.arange(1, len(values) + 1)
         for i, name in enumerate(series_names):
-            fig.add_trace(go.Scatter(x=steps, y=values[:, i], mode="lines", name=name, legendgroup=name,
+            fig.add_trace(go.Scatter(x=steps, y=values[:, i], mode="lines", name=plotly_text(name), legendgroup=str(i),
                                      showlegend=r == 0, line=dict(color=_PALETTE[i % len(_PALETTE)])),
                           row=r + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(terms), col=1)
     # The legend stays on top here: the figure is tall, and the curves are read from the top panel down.
-    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60, b=10), height=80 + 170 * len(terms),
+    fig.update_layout(title=_text(title), margin=dict(l=10, r=10, t=60, b=10), height=80 + 170 * len(terms),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02))
     return fig
 

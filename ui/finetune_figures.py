@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from xai_core.finetune import EpochRecord
 
 from .figures import _LEGEND, _MARGIN, _PALETTE
+from .labels import plotly_text
 
 if TYPE_CHECKING:
     from .finetune_session import Snapshot
@@ -43,11 +44,12 @@ def learning_curves(records: Sequence[EpochRecord], before: EpochRecord | None =
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
     """Counts of true class (rows) × predicted class (columns), the count written in each cell."""
-    names = list(class_names)
+    names = [plotly_text(name) for name in class_names]
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False,
                                text=matrix, texttemplate="%{text}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
-    fig.update_layout(title=title, margin=_MARGIN, height=420, xaxis_title="predicted", yaxis_title="true")
+    fig.update_layout(title=plotly_text(title), margin=_MARGIN, height=420, xaxis_title="predicted",
+                      yaxis_title="true")
     fig.update_yaxes(autorange="reversed")
     return fig
 

@@ -54,7 +54,7 @@ def home(selection: Selection) -> None:
     heatmap = _example_map(selection)
     if heatmap is not None:
         with map_col:
-            show_figure(overlay_figure(selection.display_image, heatmap, title=f"Grad-CAM: {target}",
+            show_figure(overlay_figure(selection.display_image, heatmap, title=f"Grad-CAM: {selection.target_name}",
                                        outlines=selection.outlines),
                         "Grad-CAM example", provenance(selection, method=EXAMPLE_METHOD), arrays={"map": heatmap},
                         **PLOT)
@@ -81,9 +81,10 @@ def home(selection: Selection) -> None:
         st.markdown(f"**Target class for the explanation pages:** {target} ({selection.target})")
     with st.expander("Model card"):
         card = model.card()
-        show_table(pd.DataFrame({"": list(card.keys()),
-                                 "value": [f"{v:,}" if isinstance(v, int) else str(v) for v in card.values()]}),
-                   "Model card", prov, table=True)
+        frame = pd.DataFrame({"": list(card.keys()),
+                              "value": [f"{v:,}" if isinstance(v, int) else str(v) for v in card.values()]})
+        # st.table reads its cells as markdown: shown escaped (the weights name the uploaded file), exported as is
+        show_table(frame.style.format(as_text), "Model card", prov, table=True)
 
 
 def _example_map(selection: Selection) -> np.ndarray | None:
@@ -92,7 +93,7 @@ def _example_map(selection: Selection) -> np.ndarray | None:
         [(heatmap, _)] = cached_explain(selection.model, selection.model_key, selection.image_hash,
                                         selection.x.numpy(), EXAMPLE_METHOD, (selection.target,))
     except XAIError as err:
-        st.warning(f"Grad-CAM: {err}")
+        st.warning(f"Grad-CAM: {as_text(str(err))}")
         return None
     return heatmap
 

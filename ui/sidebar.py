@@ -151,7 +151,7 @@ def _checkpoint_widgets(model_name: str) -> dict | None:
         if checkpoint is None:
             st.caption("Load your own weights (loaded safely with weights_only=True).")
             return None
-        if upload is None and st.button(f"Remove {checkpoint['filename']}", key="w.checkpoint_remove"):
+        if upload is None and st.button(f"Remove {as_text(checkpoint['filename'])}", key="w.checkpoint_remove"):
             _keep("checkpoint", None)
             return None
         if checkpoint["arch"] != model_name:
@@ -191,25 +191,25 @@ def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[Loa
         else:
             shown_error = _kept("model_error")
             if shown_error is not None and shown_error["shown"] == wanted["key"]:
-                st.sidebar.error(shown_error["message"])  # the failed choice's, until another model is chosen
+                st.sidebar.error(as_text(shown_error["message"]))  # the failed choice's, until another model is chosen
             else:
                 _keep("model_error", None)
             return model, wanted["key"]
     fallback = _kept("model_ok") or {"name": EMBEDDED, "checkpoint": None, "device": device,
                                      "key": model_key(EMBEDDED, None, None, device)}
     if fallback["key"] == wanted["key"]:  # nothing to go back to
-        st.sidebar.error(error)
+        st.sidebar.error(as_text(error))
         st.stop()
     if fallback["name"] != name:  # the picker names another model than the one in use: put it back
         _keep("model_error", {"message": error, "shown": fallback["key"]})
         _keep("model_revert", fallback["name"])
         st.rerun()
-    st.sidebar.error(error)  # the same architecture with other weights (a checkpoint that does not load)
-    st.sidebar.caption(f"Still showing {fallback['name']} with its previous weights.")
+    st.sidebar.error(as_text(error))  # the same architecture with other weights (a checkpoint that does not load)
+    st.sidebar.caption(f"Still showing {as_text(fallback['name'])} with its previous weights.")
     try:
         return _get(fallback), fallback["key"]
     except XAIError as err:
-        st.error(str(err))
+        st.error(as_text(str(err)))
         st.stop()
 
 
@@ -268,7 +268,7 @@ def _model_widgets(device: str) -> tuple[LoadedModel, str]:
         typed = _timm_name()
         if typed is None:  # nothing to load yet: keep the model that is shown
             typed = (_kept("model_ok") or {}).get("name", EMBEDDED)
-            st.sidebar.caption(f"Still showing {typed}.")
+            st.sidebar.caption(f"Still showing {as_text(typed)}.")
         name = typed
     if name in rows:
         st.sidebar.caption(rows[name]["description"])
@@ -348,13 +348,13 @@ def _upload_image() -> tuple[Image.Image, str] | None:
         try:
             image = read_upload(upload.getvalue(), upload.name)
         except XAIError as err:
-            st.sidebar.error(str(err))  # the previous upload, if any, stays selected
+            st.sidebar.error(as_text(str(err)))  # the previous upload, if any, stays selected
         else:
             kept = {"file_id": upload.file_id, "filename": upload.name, "image": image}
             _keep("upload", kept)
     if kept is None:
         return None
-    if upload is None and st.sidebar.button(f"Remove {kept['filename']}", key="w.image_remove"):
+    if upload is None and st.sidebar.button(f"Remove {as_text(kept['filename'])}", key="w.image_remove"):
         _keep("upload", None)
         return None
     return kept["image"], f"Upload: {kept['filename']}"
