@@ -99,11 +99,11 @@ def test_changing_one_methods_parameter_recomputes_only_its_column(page):
     selects["path"].set_value([])
     _run(page)
     store = _result_store()
-    before = set(store._items)
+    before = set(store.keys())
     smallest = METHODS["faster_scorecam"].params["max_n"].low  # a value every kind of widget offers
     _widget(page, f"{KEY}.faster_scorecam.max_n").set_value(smallest)
     _run(page)
-    added = set(store._items) - before
+    added = set(store.keys()) - before
     assert [key[3] for key in added] == ["faster_scorecam"]  # key: model, image, input, method, targets, params
     assert dict(next(iter(added))[5]) == {"layer": "features.block4", "weighting": "softmax", "max_n": smallest}
     assert _widget(page, f"{KEY}.faster_scorecam.max_n").value == smallest  # the value survives the rerun

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ui import colormaps, export, figures
-from ui.cache import _ResultStore
+from ui.shared_store import SharedStore
 from ui.sidebar import ground_truth_for_input, parse_class_names
 from xai_core import dataset, render
 from xai_core.models import build_random
@@ -94,7 +94,7 @@ def test_class_names_text():
 
 
 def test_result_store_evicts_least_recently_used_within_budget():
-    store = _ResultStore(budget_bytes=100)
+    store = SharedStore(max_entries=10, max_bytes=100)
     store.put("a", 1, 40)
     store.put("b", 2, 40)
     assert store.get("a") == 1  # "a" is now the most recent

@@ -9,7 +9,7 @@
 Why ``cached_explain`` does not use ``st.cache_data``: a progress bar drawn from inside an
 ``st.cache_data`` function is recorded for replay, and on a cache hit the replay fails
 (``CacheReplayClosureError``), because the bar was created outside the function. So the
-explanation store is a bounded LRU held by ``st.cache_resource`` and the computation runs
+explanation store is a bounded ``ui.shared_store.SharedStore`` held by ``st.cache_resource`` and the computation runs
 outside any streamlit cache: on a miss the ``_progress`` callback draws (see
 ``progress_bar``); on a hit nothing is computed and nothing is drawn.
 """
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -30,12 +28,15 @@ from xai_core.methods import explain
 from xai_core.model_handle import LoadedModel
 from xai_core.models import load_model
 
+from .shared_store import SharedStore
+
 if TYPE_CHECKING:
     from xai_core.evaluation import Batch, EvaluationResult, EvaluationSource
     from xai_core.methods.occlusion import OcclusionMaps
     from xai_core.zeiler_fergus import DeconvProjections, TransformSensitivity
 
 _RESULT_BUDGET_BYTES = 512 * 2**20
+_RESULT_MAX_ENTRIES = 4096  # the bytes bound the store; this only caps the bookkeeping of tiny results
 _EVALUATION_ROW_BYTES = 512  # a per-image row dict, as the result store counts it
 
 
@@ -88,37 +89,9 @@ def cached_predict(_model: LoadedModel, model_key: str, image_hash: str, x_numpy
     return _model.predict(torch.from_numpy(x_numpy), topk)
 
 
-class _ResultStore:
-    """Thread-safe LRU of explanation results bounded by their total size in bytes."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any | None:
-        """The value stored under ``key`` (now the most recently used), or ``None``."""
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key][0]
-
-    def put(self, key: Hashable, value: Any, size: int) -> None:
-        """Store ``value`` of ``size`` bytes, evicting the least recently used beyond the budget."""
-        with self._lock:
-            if key in self._items:
-                self._size -= self._items.pop(key)[1]
-            self._items[key] = (value, size)
-            self._size += size
-            while self._size > self.budget and len(self._items) > 1:
-                self._size -= self._items.popitem(last=False)[1][1]
-
-
 @st.cache_resource
-def _result_store() -> _ResultStore:
-    return _ResultStore(_RESULT_BUDGET_BYTES)
+def _result_store() -> SharedStore:
+    return SharedStore(max_entries=_RESULT_MAX_ENTRIES, max_bytes=_RESULT_BUDGET_BYTES)
 
 
 def _frozen(array: np.ndarray | None) -> np.ndarray | None:

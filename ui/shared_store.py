@@ -67,6 +67,11 @@ class SharedStore:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
 
+    def keys(self) -> list[Hashable]:
+        """The keys held, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
     @property
     def nbytes(self) -> int:
         """The bytes held, as ``size_of`` counts them."""
@@ -80,9 +85,10 @@ class SharedStore:
             self._items.move_to_end(key)
             return self._items[key][0]
 
-    def put(self, key: Hashable, value: Any) -> Any:
-        """Store ``value`` under ``key`` and return it, evicting beyond the bounds."""
-        size = size_of(value)
+    def put(self, key: Hashable, value: Any, size: int | None = None) -> Any:
+        """Store ``value`` under ``key`` and return it, evicting beyond the bounds; ``size`` in bytes
+        when the caller knows it better than ``size_of`` (default)."""
+        size = size_of(value) if size is None else size
         with self._lock:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
