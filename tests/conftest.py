@@ -86,3 +86,14 @@ def dataset_sample() -> dataset.Sample:
 def dataset_input(embedded, dataset_sample) -> torch.Tensor:
     """``dataset_sample`` normalised for the embedded model, 3×64×64."""
     return dataset.normalize(np.asarray(dataset_sample.image)[None], embedded.mean, embedded.std)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A narrow embedded network with random weights, as a state dict file for ``--checkpoint``."""
+    from xai_core.embedded import EmbeddedNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save(EmbeddedNet(len(dataset.CLASSES), width=4).state_dict(), path)
+    return path

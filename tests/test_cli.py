@@ -13,7 +13,7 @@ import torch
 from xai_core import dataset, rig
 from xai_core.cli import main
 from xai_core.cli.entry import build_parser
-from xai_core.embedded import EmbeddedNet, save_embedded
+from xai_core.embedded import save_embedded
 from xai_core.embedded_vgg import EmbeddedVGG
 from xai_core.inversion import InversionSettings
 from xai_core.methods import METHODS
@@ -262,15 +262,6 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     assert main(["dataset-export", "--seed", "5", "--n", "40", "--out", str(out)]) == 0
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A narrow embedded network with random weights, as a state dict file for --checkpoint."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.save(EmbeddedNet(len(dataset.CLASSES), width=4).state_dict(), path)
-    return path
 
 
 def test_dataset_eval_on_an_export_equals_the_generated_split_in_both_layouts(capsys, exported):

@@ -12,7 +12,6 @@ from PIL import Image
 from xai_core import dataset, render
 from xai_core.cli import main
 from xai_core.cli.common import number
-from xai_core.embedded import EmbeddedNet
 from xai_core.methods import METHODS
 
 
@@ -20,14 +19,6 @@ from xai_core.methods import METHODS
 def sample_png(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "sample.png"
     dataset.make_sample(seed=123, index=0).pil().save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.save(EmbeddedNet(len(dataset.CLASSES), width=4).state_dict(), path)
     return path
 
 
