@@ -139,7 +139,7 @@ def test_outlines_are_drawn_on_every_cell_of_the_png_and_the_figure_and_named():
     png = np.asarray(Image.open(io.BytesIO(export.grid_png(image, flat, ["a", "b"], ["m", "n"], "gray", 0.0,
                                                            min_cell_px=128, outlines=outlines))).convert("RGB"))
     box = _magenta(png)
-    labelled, cells = 0, []
+    cells = []
     ys, xs = np.nonzero(box)
     # The box, enlarged ×2 with the image: 64×64 squares of magenta edges, one per cell.
     for top in np.unique(ys):
