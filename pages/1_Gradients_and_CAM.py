@@ -39,7 +39,7 @@ keep_known_classes(f"{KEY_PREFIX}.targets", model, classes)
 targets = [classes[c] for c in st.multiselect(
     "Target classes (rows) — type to search any class by name", list(classes),
     default=[list(classes)[selection.target]], format_func=lambda c: model.class_label(classes[c]),
-    max_selections=6, key=f"{KEY_PREFIX}.targets", persist_state="session")]
+    max_selections=8, key=f"{KEY_PREFIX}.targets", persist_state="session")]
 
 c1, c2, c3 = st.columns(3)
 opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{KEY_PREFIX}.opacity", persist_state="session")

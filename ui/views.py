@@ -70,7 +70,7 @@ def show_figure(fig: go.Figure, name: str, prov: Mapping[str, str], *, container
     files; ``key`` tells apart views of the same name on one page."""
     stem = file_stem(name)
     view_key = f"view.{stem}" + (f".{key}" if key else "")
-    config = {**plot_kwargs.pop("config", {}), "displayModeBar": True, "displaylogo": False,
+    config = {**plot_kwargs.pop("config", {}), "displayModeBar": "hover", "displaylogo": False,
               "toImageButtonOptions": {"format": "png", "filename": stem, "scale": 2}}
     box = container.container()  # one block: works in columns and in st.empty placeholders alike
     box.plotly_chart(fig, config=config, key=f"{view_key}.chart", **plot_kwargs)  # keyed: equal figures may repeat
