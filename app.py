@@ -2,7 +2,7 @@
 (``ui.url_state.restore``, before anything is drawn), draws the shared sidebar once per run and
 the notice about photos on a shapes model, then the chosen page: the home page (``ui.home``) or
 one of ``pages/*.py``, grouped by what a user wants. After the page, even one that stopped
-(``st.stop()``), the view is written back into the link (``ui.url_state.sync``).
+early (``ui.url_state.stop_page``), the view is written back into the link (``ui.url_state.sync``).
 
 Widgets drawn here, in the entrypoint, keep their state whatever the page (streamlit's
 "Working with widgets in multipage apps"); the pages' ``sidebar()`` calls return the selection
@@ -39,9 +39,10 @@ prefix = prefixes.get(navigation.title)
 
 url_state.restore(prefix, LINK_CHECKS)
 try:
-    selection = sidebar()
-    photo_notice(selection)
-    with shared_selection(selection), url_state.applying_link():
-        navigation.run()
+    with url_state.routed():  # a page's stop_page() ends it here, so the link below is still written
+        selection = sidebar()
+        photo_notice(selection)
+        with shared_selection(selection), url_state.applying_link():
+            navigation.run()
 finally:
     url_state.sync(prefix, link_keys())

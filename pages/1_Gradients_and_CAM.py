@@ -12,6 +12,7 @@ from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import class_choices, keep_known_classes, sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import map_stack, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
@@ -61,7 +62,7 @@ for i, name in enumerate(with_params):
 
 if not methods or not targets:
     st.info("Choose at least one method and one target class.")
-    st.stop()
+    stop_page()
 
 maps = [[None] * len(methods) for _ in targets]
 attributions = [[None] * len(methods) for _ in targets]  # input attributions (C×H×W) of the methods that have one

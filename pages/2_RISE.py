@@ -14,6 +14,7 @@ from ui.progressive import accumulation
 from ui.provenance import provenance
 from ui.sidebar import class_choices, keep_known_classes, sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import show_figure, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
@@ -49,7 +50,7 @@ try:
                          size=tuple(selection.x.shape[-2:]), device=model.device).cpu().numpy()
 except XAIError as err:
     st.error(as_text(str(err)))
-    st.stop()
+    stop_page()
 prov = provenance(selection, method=RISE.label, params=params, target=[model.class_label(t) for t in targets])
 show_figure(masks_figure(shown, [f"mask {i + 1}" for i in range(len(shown))]), "RISE masks", prov,
             arrays={"masks": shown}, **GRID)
@@ -78,7 +79,7 @@ if acc.n_done < n_masks:
                 live.plotly_chart(maps_figure(acc.sums[-1], step.n_done), **GRID)
     except XAIError as err:
         st.error(as_text(str(err)))
-        st.stop()
+        stop_page()
     finally:
         bar.done()
 show_grid(selection.display_image, [list(saliency_from_sums(acc.sums_at(n_masks), n_masks, p))], [f"N = {n_masks}"],
@@ -116,7 +117,7 @@ if run:
                 _progress=lambda f, m, i=i: bar((i + f) / len(variants), m))
     except XAIError as err:
         st.error(as_text(str(err)))
-        st.stop()
+        stop_page()
     finally:
         bar.done()
     for kind, labels in (("fill", fills), ("shape", shapes)):

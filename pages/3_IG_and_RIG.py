@@ -20,6 +20,7 @@ from ui.rig_session import (NO_SECOND_MODEL, RigSession, TrainingRequest, archit
 from ui.rig_tables import accuracy_frame, area_frame, occlusion_frame, part_share_frame, side_by_side
 from ui.sidebar import class_choices, keep_known_classes, sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import show_figure, show_grid, show_table
 from xai_core import rig
 from xai_core.errors import XAIError
@@ -149,7 +150,7 @@ try:
                                 int(epochs)) for a, (train, _) in zip(archs, data)]
 except XAIError as err:
     st.warning(as_text(str(err)))
-    st.stop()
+    stop_page()
 for note in left_out:
     st.warning(as_text(note))
 names = [model.categories[c] for c in archs[0].classes]  # the pair as the sidebar's model names it
@@ -169,7 +170,7 @@ if st.button("Train or load the support networks", type="primary", disabled=None
 if None in supports:
     st.caption("Trained networks are stored on disk under a key of every setting (the architecture and its "
                "weights included), so the same request later (or after a restart) loads them instead of training.")
-    st.stop()
+    stop_page()
 
 for column, a, s, (train, val), request in zip(st.columns(len(archs)), archs, supports, data, requests):
     with column:
@@ -204,7 +205,7 @@ if None in explanations and st.button("Explain these images with IG and RIG"):
                 explain_keys[i], archs[i].model, supports[i], inputs[i], tau=tau, steps=rig_steps,
                 engine=get_engine(selection.device), progress=p))
 if None in explanations:
-    st.stop()
+    stop_page()
 
 map_titles = [f"{kind} {name}" for name in names for kind in ("IG", "RIG")]
 for column, a, shown, found in zip(st.columns(len(archs)), archs, inputs, explanations):

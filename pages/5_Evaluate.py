@@ -21,6 +21,7 @@ from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import show_figure, show_table
 from xai_core.errors import XAIError
 from xai_core.evaluation import GROUND_TRUTHS, result_json
@@ -95,9 +96,9 @@ for i, (spec, draw, chosen) in enumerate(panels):
 
 if not methods or not metrics:
     st.info("Choose at least one method and one metric.")
-    st.stop()
+    stop_page()
 if not source:  # no folder offered: the picker said so
-    st.stop()
+    stop_page()
 
 request = EvaluationRequest(source, ground_truth, int(n), int(batch_size), named_params(method_params),
                             named_params(metric_params))
@@ -114,13 +115,13 @@ try:
         result, done = stored(model, selection.model_key, request)
 except XAIError as err:
     st.error(as_text(str(err)))
-    st.stop()
+    stop_page()
 finally:
     if bar is not None:
         bar.done()
 if result is None:
     st.info(f"Press Run to evaluate {len(methods)} method(s) with {len(metrics)} metric(s) on {request.n} images.")
-    st.stop()
+    stop_page()
 if done < request.n:
     st.warning(("Stopped. " if stop else "") + f"These results are for {done} of the {request.n} images; "
                "Run continues from there.")

@@ -4,14 +4,15 @@ visualisation (or deep dream of the image) side by side."""
 import streamlit as st
 
 from ui.cache import cached_predict, get_engine
-from ui.inversion_controls import stop_resume_advance
 from ui.compare_figures import agreement_frame, comparison_grid, inversion_figure, predictions_column
 from ui.compare_session import (CompareInversion, cached_maps, class_options, has_shared_params, load_compared,
                                 model_options, sidebar_option)
+from ui.inversion_controls import stop_resume_advance
 from ui.params import param_widgets
 from ui.provenance import provenance
 from ui.sidebar import sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import file_stem, show_figure, show_table
 from xai_core.compare import compare_models, match_classes
 from xai_core.errors import XAIError
@@ -55,14 +56,14 @@ for message in load_errors:
     st.warning(as_text(message))
 if not compared or not methods:
     st.info("Choose at least one model that loads and one method.")
-    st.stop()
+    stop_page()
 
 matches = match_classes([row.model.categories for row in compared])
 if not matches:
     st.error("These models share no class name, so they cannot be compared on one class: "
              + "; ".join(f"{as_text(row.label)} has {as_text(', '.join(row.model.categories[:3]))}…"
                          for row in compared))
-    st.stop()
+    stop_page()
 classes = class_options(matches)
 wanted = selection.target_name.casefold()
 default_class = next((i for i, m in enumerate(classes.values()) if m.name.casefold() == wanted), 0)

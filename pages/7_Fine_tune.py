@@ -11,6 +11,7 @@ from ui.inversion_controls import stop_resume_advance
 from ui.provenance import provenance
 from ui.sidebar import select_checkpoint, sidebar
 from ui.text import as_text
+from ui.url_state import stop_page
 from ui.views import show_figure, show_grid, show_table
 from xai_core import shortcut_dataset
 from xai_core.errors import XAIError
@@ -46,7 +47,7 @@ else:
         check_shortcut_model(model)
     except XAIError as error:
         st.error(as_text(str(error)))
-        st.stop()
+        stop_page()
 c1, c2, c3, c4 = st.columns(4)
 form = c1.selectbox("Loss form", LOSS_FORMS, index=LOSS_FORMS.index("weighted_mangtr"), key=f"{KEY}.form",
                     persist_state=KEEP)
@@ -98,7 +99,7 @@ stop_resume_advance(session, key=KEY, label="Fine-tuning")
 run = session.run
 if run is None:
     st.info("Choose the loss and the schedule, then start: one epoch takes a few seconds on a CPU.")
-    st.stop()
+    stop_page()
 
 st.caption(f"{run.epochs_done} of {run.epochs} epochs" + ("" if run.finished else " (stopped: Resume goes on)"))
 prov = provenance(selection, method=f"Fine-tuning ({form})", model=f"{model.name} ({source})",
@@ -111,7 +112,7 @@ prov = provenance(selection, method=f"Fine-tuning ({form})", model=f"{model.name
 show_figure(learning_curves(run.records, run.before.record), "Fine-tune learning curves", prov, container=curves,
             **PLOT)
 if run.after is None:
-    st.stop()
+    stop_page()
 
 st.subheader("Start vs final")
 show_table(comparison_table(run.before, run.after), "Fine-tune start vs final", prov, width="content")

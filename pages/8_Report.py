@@ -7,6 +7,7 @@ from ui import report
 from ui.report_export import pngs_zip, report_html, report_pdf
 from ui.sidebar import sidebar
 from ui.static_export import unavailable_reason
+from ui.url_state import stop_page
 from ui.views import file_stem
 
 KEY = "report"
@@ -20,7 +21,7 @@ current.notes = st.text_area("Notes", current.notes, key=f"{KEY}.notes",
 
 if not current.items:
     st.info("The report is empty: every figure and table in the app has an Export menu with \"Add to report\".")
-    st.stop()
+    stop_page()
 
 
 def _move(index: int, delta: int) -> None:

@@ -249,6 +249,18 @@ def test_a_link_opens_the_same_view_in_a_fresh_session():
     assert again.multiselect(key="gradients_cam.targets").value == [chosen, dataset.CLASSES[4]]
 
 
+def test_a_page_that_ends_early_still_writes_its_settings_into_the_link():
+    """The IG and RIG page stops before its support networks are trained, the Report page while it is
+    empty: the link must hold their settings all the same (``st.stop()`` would have prevented it)."""
+    at = _linked({}, "pages/3_IG_and_RIG.py")
+    at.text_input(key="ig_rig.alphas").set_value("0, 3")
+    _run(at)
+    assert json.loads(at.query_params["ig_rig.alphas"]) == "0, 3"
+    assert json.loads(at.query_params["w.model"]) == "embedded"
+    again = _linked(at.query_params, "pages/3_IG_and_RIG.py")  # the link reopens it
+    assert again.text_input(key="ig_rig.alphas").value == "0, 3"
+
+
 def test_a_links_invalid_values_are_named_in_notices_and_give_the_defaults():
     at = _linked({"w.model": '"no_such_model"', "w.index": "1000000000", "w.target_mode": '"Choose a class"',
                   "w.target": '"<b>unicorn</b>"', "gradients_cam.colormap": '"nope"',

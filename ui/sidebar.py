@@ -36,7 +36,7 @@ from xai_core.zoo.timm_family import PREFIX as TIMM_PREFIX
 
 from .cache import bytes_hash, cached_predict, get_model, model_key
 from .text import as_text
-from .url_state import settled
+from .url_state import settled, stop_page
 
 DATASET, PHOTO, UPLOAD = "Dataset sample", "Sample photo", "Upload"
 IMAGE_SOURCES = (DATASET, PHOTO, UPLOAD)
@@ -199,7 +199,7 @@ def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[Loa
                                      "key": model_key(EMBEDDED, None, None, device)}
     if fallback["key"] == wanted["key"]:  # nothing to go back to
         st.sidebar.error(as_text(error))
-        st.stop()
+        stop_page()
     if fallback["name"] != name:  # the picker names another model than the one in use: put it back
         _keep("model_error", {"message": error, "shown": fallback["key"]})
         _keep("model_revert", fallback["name"])
@@ -210,7 +210,7 @@ def _load_selected(name: str, checkpoint: dict | None, device: str) -> tuple[Loa
         return _get(fallback), fallback["key"]
     except XAIError as err:
         st.error(as_text(str(err)))
-        st.stop()
+        stop_page()
 
 
 def _put_back_model_picker() -> None:

@@ -8,7 +8,8 @@ the sidebar's class is its name (``w.target``), never an index. Only known keys 
 ``w.*`` keys (``ui.sidebar.LINK_CHECKS``, those that describe the view: ``link_keys``) and the current
 page's ``KEY_PREFIX.*`` settings widgets (those kept for the session, ``persist_state="session"``;
 buttons never). The router (``app.py``) calls ``restore`` before anything is drawn and ``sync`` after
-the page, in ``finally`` (pages call ``st.stop()``).
+the page, in ``finally``; pages end early with ``stop_page`` (not ``st.stop()``, after which no
+streamlit call, the link's included, can be made in that run).
 
 A link is untrusted text. On the session's first run ``restore`` keeps only JSON-decodable simple
 values of bounded length; the sidebar's are checked against what the sidebar offers; a page's are
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -107,6 +109,35 @@ def restore(page_prefix: str | None, checks: Mapping[str, Callable[[Any], bool]]
                 applied[key] = value
         state[_APPLIED] = applied
     _show_notices(page_prefix)
+
+
+class PageStopped(BaseException):
+    """A page ended early under the router (``stop_page``). A BaseException, like streamlit's own stop,
+    so that no ``except Exception`` of a page swallows it."""
+
+
+_ROUTED: ContextVar[bool] = ContextVar("xai_routed", default=False)
+
+
+@contextlib.contextmanager
+def routed() -> Iterator[None]:
+    """The router's run of the sidebar and the page: a ``stop_page`` ends it here, quietly."""
+    token = _ROUTED.set(True)
+    try:
+        yield
+    except PageStopped:
+        pass
+    finally:
+        _ROUTED.reset(token)
+
+
+def stop_page() -> NoReturn:
+    """End the page here (instead of ``st.stop()``). ``st.stop()`` leaves a stop request that makes every
+    later streamlit call raise, so the router could not write the link afterwards; under the router this
+    ends the page with ``PageStopped`` instead. A page run on its own (the tests) stops as usual."""
+    if _ROUTED.get():
+        raise PageStopped
+    st.stop()
 
 
 @contextlib.contextmanager
