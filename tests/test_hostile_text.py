@@ -142,3 +142,14 @@ def test_a_bad_checkpoint_shows_its_error_once_and_every_page_goes_on_with_the_p
         at.switch_page(page)
         _run(at)
         _assert_previous_model_kept(at, bad, previous, page)
+
+
+def test_bare_urls_and_addresses_in_user_text_are_not_autolinked():
+    """GitHub-flavoured markdown links bare ``http://``, ``www.`` and ``a@b`` after parsing, whatever the
+    escapes: ``as_text`` breaks each pattern with an invisible word joiner, leaving the text as written."""
+    from ui.text import as_text
+
+    for text in ("see http://example.com/x.png", "WWW.example.com", "me@example.com"):
+        shown = as_text(text)
+        assert "://" not in shown and "www." not in shown.lower() and "@e" not in shown
+        assert shown.replace("\u2060", "").replace("\\", "") == text
