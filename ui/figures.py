@@ -56,9 +56,11 @@ def prediction_bar(predictions: Sequence[dict], title: str = "Top predictions") 
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{q:.1%}" for q in probs],
                            textposition="auto", marker_color="#4c78a8",
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_layout(title=_text(title), margin=_MARGIN, height=80 + 32 * len(names),
-                      xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
-                      yaxis=dict(autorange="reversed"))
+    # Automargins: the class names and the axis title get the room they need wherever the chart is drawn
+    # (a report's HTML has none of the page's layout around it).
+    fig.update_layout(title=_text(title), margin=_MARGIN, height=110 + 32 * len(names),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.25, title="probability", automargin=True),
+                      yaxis=dict(autorange="reversed", automargin=True))
     return fig
 
 
