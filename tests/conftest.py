@@ -97,3 +97,11 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     torch.save(EmbeddedNet(len(dataset.CLASSES), width=4).state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_png(tmp_path_factory):
+    """An embedded-dataset sample as a PNG file, for commands that take ``--image``."""
+    path = tmp_path_factory.mktemp("img") / "sample.png"
+    dataset.make_sample(seed=123, index=0).pil().save(path)
+    return path

@@ -28,13 +28,6 @@ def run_json(capsys, *argv):
     return json.loads(out.out)
 
 
-@pytest.fixture(scope="module")
-def sample_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "sample.png"
-    dataset.make_sample(seed=123, index=0).pil().save(path)
-    return path
-
-
 def test_models_lists_every_model_with_weights_availability(capsys):
     rows = run_json(capsys, "models")
     names = {r["name"] for r in rows}

@@ -15,13 +15,6 @@ from xai_core.cli.common import number
 from xai_core.methods import METHODS
 
 
-@pytest.fixture(scope="module")
-def sample_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "sample.png"
-    dataset.make_sample(seed=123, index=0).pil().save(path)
-    return path
-
-
 def _reject_nan(constant):
     raise AssertionError(f"--json wrote {constant}: not valid JSON")
 
