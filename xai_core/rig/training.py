@@ -10,13 +10,14 @@ Trained sets are stored on disk (``store``) and read back by the next identical 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -82,6 +83,20 @@ def format_alphas(alphas: Sequence[float]) -> str:
 
 
 Fitted = tuple[list[nn.Module], list[list[float]]]  # trained networks, their per-epoch mean MSE
+
+
+@contextlib.contextmanager
+def _conv_backward_without_onednn(device: torch.device) -> Iterator[None]:
+    """On the CPU, training runs with oneDNN (mkldnn) off: torch 2.15's oneDNN 1×1-convolution weight
+    gradient (``jit_avx2_1x1_convolution_bwd_weights``) was seen to spin forever in its OpenMP region on
+    2 cores (3 hangs in 4 runs of tests/test_rig.py's two-architecture test, none in 7 without it)."""
+    if device.type != "cpu":
+        yield
+        return
+    with warnings.catch_warnings():  # setting the flags warns about Intel-GPU TF32, which does not apply
+        warnings.filterwarnings("ignore", "TF32 acceleration on top of oneDNN", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 def _private_copy(model: LoadedModel, state: store.StateDict | None = None) -> nn.Module:
@@ -220,7 +235,7 @@ def train_support_networks(model: LoadedModel, data: TrainingData, alphas: Seque
         targets = torch.stack([modified_targets(logits, data.labels, data.classes, a) for a in trained])
         base = _private_copy(model)
         kwargs = dict(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, device=model.device, progress=progress)
-        with oom_guard(model.device, "training the support networks"):
+        with oom_guard(model.device, "training the support networks"), _conv_backward_without_onednn(model.device):
             try:
                 fit = _fit_batched if mode == "batched" else _fit_sequential
                 nets, fitted = fit(base, data.images, targets, **kwargs)
