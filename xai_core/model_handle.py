@@ -65,6 +65,19 @@ class LoadedModel:
             model.default_layer = model._last_useful_layer()
         return model
 
+    def to_channels_last(self) -> "LoadedModel":
+        """Store a convolutional network's weights channels-last (NHWC), in place; returns self.
+
+        Call it where the model is built, before it is shared (it changes the module). A conv
+        whose weight is channels-last produces channels-last outputs from any input, so inputs
+        need no conversion and every later layer follows; tensor cores and cuDNN's NHWC kernels
+        favour it on CUDA. Values are unchanged (``tests/test_gpu_path.py``); models without a
+        2-D convolution (transformers) are left as they are.
+        """
+        if any(isinstance(m, nn.Conv2d) for m in self.module.modules()):
+            self.module.to(memory_format=torch.channels_last)
+        return self
+
     # ------------------------------------------------------------------ facts
     @property
     def num_params(self) -> int:
