@@ -8,6 +8,25 @@ each pixel — equals Captum's attribution with a softmax forward. Per position,
 forward passes also give (a) the target's probability, (b) the most probable class and
 (c) the total activation of the layer's strongest feature map (strongest on the intact
 image), the three maps of Zeiler & Fergus's figure 7.
+
+Coarse-to-fine search (``search="coarse_to_fine"``) evaluates the exhaustive grid only where
+it matters. Level ``l = L, …, 0`` is the grid of window ``w·2^l`` and stride ``s·2^l``; level 0
+is the exhaustive grid. Level ``L`` is evaluated everywhere. Going from level ``l+1`` to ``l``:
+
+1. per target, the level-``l+1`` positions are sorted by drop ``d``; those whose preceding
+   positive mass ``Σ max(d, 0)`` is below ``refine_mass`` of the total are kept (the fewest
+   positions holding that share; ``refine_mass = 1`` keeps every position); the kept sets of
+   all targets are joined, and the region is the union of their windows;
+2. every level-``l`` position whose window overlaps the region is evaluated (one host sync per
+   level, to count them); the others get the estimate ``c·e(p)``, where ``e(p)`` is the mean of
+   the level-``l+1`` per-pixel drop map over ``p``'s window (inside the image) and ``c`` the
+   per-target least-squares factor ``Σ e·d / Σ e²`` over the evaluated positions (``1/4``, the
+   area ratio, when none is evaluated): a bigger occluder drops the probability more.
+
+The level-0 grid (evaluated values where refined, estimates elsewhere) then gives the map by
+the same per-pixel average: at evaluated positions the grid is the exhaustive grid, so a
+pixel covered only by evaluated windows has exactly the exhaustive value. All targets share
+the forward passes; with several targets a target is refined at least where it alone would be.
 """
 from __future__ import annotations
 
@@ -31,9 +50,64 @@ def occluder_starts(size: int, window: int, stride: int) -> list[int]:
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
+SEARCHES = ("exhaustive", "coarse_to_fine")
+
+
+@dataclass(frozen=True)
+class OcclusionGrid:
+    """Captum's occluder positions (row-major over ``ys`` × ``xs``) and the maps between
+    per-position values (T×Py×Px) and per-pixel maps (T×H×W)."""
+    ys: list[int]
+    xs: list[int]
+    window: int
+    stride: int
+
+    @classmethod
+    def of(cls, height: int, width: int, window: int, stride: int) -> "OcclusionGrid":
+        return cls(occluder_starts(height, window, stride), occluder_starts(width, window, stride), window, stride)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.ys), len(self.xs)
+
+    @property
+    def size(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def _extent(self) -> tuple[int, int]:
+        return self.ys[-1] + self.window, self.xs[-1] + self.window  # the last windows may pass the border
+
+    def starts(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top and left of every position, row-major."""
+        tops = torch.tensor([y for y in self.ys for _ in self.xs], device=device)
+        lefts = torch.tensor([c for _ in self.ys for c in self.xs], device=device)
+        return tops, lefts
+
+    def fold_sum(self, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """T×Py×Px → T×H×W: the sum of the values of the windows covering each pixel."""
+        t, w = values.shape[0], self.window
+        patches = values.reshape(t, 1, -1).expand(t, w * w, -1)
+        return F.fold(patches, self._extent(), kernel_size=w, stride=self.stride)[:, 0, :height, :width]
+
+    def fold_mean(self, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """T×Py×Px → T×H×W: the mean over the windows covering each pixel (Captum's average)."""
+        return self.fold_sum(values, height, width) / self.fold_sum(torch.ones_like(values[:1]), height, width)
+
+    def window_sum(self, pixels: torch.Tensor) -> torch.Tensor:
+        """T×H×W → T×Py×Px: the sum of each window's pixels inside the image (``fold_sum``'s adjoint)."""
+        t, height, width = pixels.shape
+        bottom, right = self._extent()
+        padded = F.pad(pixels, (0, right - width, 0, bottom - height)).unsqueeze(1)
+        return F.unfold(padded, kernel_size=self.window, stride=self.stride).sum(1).reshape(t, *self.shape)
+
+
 @dataclass
 class OcclusionScan:
-    """Per-position results on the device; grids are Py×Px (rows follow ``ys``, columns ``xs``)."""
+    """Per-position results on the device; grids are Py×Px (rows follow ``ys``, columns ``xs``).
+
+    ``evaluated`` (coarse-to-fine only) marks the positions that had a forward pass; elsewhere
+    ``probability`` is the coarse estimate, ``top_class`` is −1 and ``feature_activation`` NaN.
+    ``forwards`` counts the forward passes, the intact image included."""
     ys: list[int]
     xs: list[int]
     window: int
@@ -43,71 +117,171 @@ class OcclusionScan:
     top_class: torch.Tensor          # Py×Px, most probable class at each position
     feature_channel: int | None      # strongest feature map of the layer on the intact image
     feature_activation: torch.Tensor | None  # Py×Px, its total activation at each position
+    forwards: int = 0
+    evaluated: torch.Tensor | None = None   # Py×Px bool; None: every position
+
+    @property
+    def grid(self) -> OcclusionGrid:
+        return OcclusionGrid(self.ys, self.xs, self.window, self.stride)
 
     def drop_map(self, height: int, width: int) -> torch.Tensor:
         """T×H×W: probability drop averaged over the windows covering each pixel (= Captum)."""
-        drop = self.base_probability.view(-1, 1, 1) - self.probability
-        t, w, s = drop.shape[0], self.window, self.stride
-        out = (self.ys[-1] + w, self.xs[-1] + w)  # the last windows may pass the border
-        patches = drop.reshape(t, 1, -1).expand(t, w * w, -1)
-        total = F.fold(patches, out, kernel_size=w, stride=s)[:, 0, :height, :width]
-        count = F.fold(torch.ones_like(patches[:1]), out, kernel_size=w, stride=s)[:, 0, :height, :width]
-        return total / count
+        return self.grid.fold_mean(self.base_probability.view(-1, 1, 1) - self.probability, height, width)
+
+
+def _check_window(window: int, stride: int, height: int, width: int) -> None:
+    if not 1 <= window <= min(height, width):
+        raise ParameterError(f"The occluder window must be between 1 and {min(height, width)} pixels; got {window}.")
+    if not 1 <= stride <= window:
+        raise ParameterError(f"The occluder stride must be between 1 and the window ({window} pixels); got {stride}.")
+
+
+class _Occluder:
+    """Forward passes of one image with a square occluded, read for every target at once."""
+
+    def __init__(self, model: LoadedModel, x: torch.Tensor, targets: list[int], *, fill: str, constant: float,
+                 seed: int, layer: str | None, engine: Engine):
+        self.model, self.engine, self.layer = model, engine, layer
+        self.x = x.to(model.device, torch.float32)
+        self.baseline = replacement_image(model, self.x, fill, value=constant, seed=seed)
+        self.target_index = torch.as_tensor(targets, device=self.x.device)
+        self.rows = torch.arange(self.x.shape[1], device=self.x.device)
+        self.cols = torch.arange(self.x.shape[2], device=self.x.device)
+        with torch.no_grad():
+            logits, activation = self._forward(self.x.unsqueeze(0))
+        self.base_probability = logits.softmax(-1)[0, self.target_index]
+        self.channel = None if activation is None else int(activation[0].sum(dim=(1, 2)).argmax())
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # fp32 even inside ``map``: the map is a difference of probabilities, often small.
+        with self.engine.precision("score_difference"):
+            if self.layer is None:
+                return self.model.module(batch).float(), None
+            with capture(self.model.module, self.layer, detach=True) as seen:
+                logits = self.model.module(batch).float()
+        return logits, seen.feature_map().float()
+
+    def evaluate(self, tops: torch.Tensor, lefts: torch.Tensor, window: int, *, progress: Progress | None,
+                 message: str) -> torch.Tensor:
+        """N×(T+1[+1]) per position: target probabilities, most probable class[, feature activation]."""
+        t = len(self.target_index)
+        if len(tops) == 0:
+            return torch.empty(0, t + 1 + (self.channel is not None), device=self.x.device)
+        rows, cols = self.rows.view(1, -1, 1), self.cols.view(1, 1, -1)
+
+        @torch.no_grad()
+        def occluded(start: int, stop: int) -> torch.Tensor:
+            top, left = tops[start:stop].view(-1, 1, 1), lefts[start:stop].view(-1, 1, 1)
+            inside = ((rows >= top) & (rows < top + window) & (cols >= left) & (cols < left + window)).unsqueeze(1)
+            logits, activation = self._forward(torch.where(inside, self.baseline.unsqueeze(0), self.x.unsqueeze(0)))
+            probs = logits.softmax(-1)
+            columns = [probs[:, self.target_index], probs.argmax(-1, keepdim=True).float()]
+            if activation is not None:
+                columns.append(activation[:, self.channel].sum(dim=(1, 2)).unsqueeze(1))
+            return torch.cat(columns, dim=1)
+
+        _, height, width = self.x.shape
+        return self.engine.map_cat(occluded, len(tops), section="score_difference",
+                                   key=f"occlusion:{self.model.name}:{height}", item_bytes=self.x.numel() * 4 * 8,
+                                   progress=progress, message=message)
+
+    def result(self, grid: OcclusionGrid, probability: torch.Tensor, finest: torch.Tensor, index: torch.Tensor | None,
+               forwards: int) -> OcclusionScan:
+        """The scan of ``grid`` whose positions ``index`` (None: all, in order) gave the rows of ``finest``."""
+        t = len(self.target_index)
+        top_class = torch.full((grid.size,), -1, dtype=torch.long, device=self.x.device)
+        activation = None
+        evaluated = None
+        if index is None:
+            index = torch.arange(grid.size, device=self.x.device)
+        else:
+            evaluated = torch.zeros(grid.size, dtype=torch.bool, device=self.x.device)
+            evaluated[index] = True
+            evaluated = evaluated.reshape(grid.shape)
+        top_class[index] = finest[:, t].long()
+        if self.channel is not None:
+            activation = torch.full((grid.size,), float("nan"), device=self.x.device)
+            activation[index] = finest[:, t + 1]
+            activation = activation.reshape(grid.shape)
+        return OcclusionScan(ys=grid.ys, xs=grid.xs, window=grid.window, stride=grid.stride,
+                             base_probability=self.base_probability, probability=probability,
+                             top_class=top_class.reshape(grid.shape), feature_channel=self.channel,
+                             feature_activation=activation, forwards=forwards, evaluated=evaluated)
 
 
 def scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int, stride: int, fill: str,
          constant: float = DEFAULT_CONSTANT, seed: int = 0, layer: str | None = None, engine: Engine | None = None, progress: Progress | None = None) -> OcclusionScan:
     """Evaluate every occluder position in batches (one forward pass per position)."""
     _, height, width = x.shape
-    if not 1 <= window <= min(height, width):
-        raise ParameterError(f"The occluder window must be between 1 and {min(height, width)} pixels; got {window}.")
-    if not 1 <= stride <= window:
-        raise ParameterError(f"The occluder stride must be between 1 and the window ({window} pixels); got {stride}.")
-    engine = engine or Engine(model.device)
-    x = x.to(model.device, torch.float32)
-    baseline = replacement_image(model, x, fill, value=constant, seed=seed)
-    ys, xs = occluder_starts(height, window, stride), occluder_starts(width, window, stride)
-    tops = torch.tensor([y for y in ys for _ in xs], device=x.device)
-    lefts = torch.tensor([c for _ in ys for c in xs], device=x.device)
-    rows, cols = torch.arange(height, device=x.device), torch.arange(width, device=x.device)
-    target_index = torch.as_tensor(targets, device=x.device)
+    _check_window(window, stride, height, width)
+    occluder = _Occluder(model, x, targets, fill=fill, constant=constant, seed=seed, layer=layer,
+                         engine=engine or Engine(model.device))
+    grid = OcclusionGrid.of(height, width, window, stride)
+    per_position = occluder.evaluate(*grid.starts(occluder.x.device), window, progress=progress, message="occluding")
+    probability = per_position[:, :len(targets)].T.reshape(len(targets), *grid.shape)
+    return occluder.result(grid, probability, per_position, None, forwards=1 + grid.size)
 
-    def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # fp32 even inside ``map``: the map is a difference of probabilities, often small.
-        with engine.precision("score_difference"):
-            if layer is None:
-                return model.module(batch).float(), None
-            with capture(model.module, layer, detach=True) as seen:
-                logits = model.module(batch).float()
-        return logits, seen.feature_map().float()
 
-    with torch.no_grad():
-        logits, activation = forward(x.unsqueeze(0))
-    base_probability = logits.softmax(-1)[0, target_index]
-    channel = None if activation is None else int(activation[0].sum(dim=(1, 2)).argmax())
+def _kept_positions(drop: torch.Tensor, refine_mass: float) -> torch.Tensor:
+    """T×P drops → P bool: the fewest positions holding ``refine_mass`` of each target's positive
+    drop mass, joined over targets (step 1 of the module docstring)."""
+    if refine_mass >= 1.0:
+        return torch.ones(drop.shape[1], dtype=torch.bool, device=drop.device)
+    positive = drop.clamp(min=0)
+    ordered, order = positive.sort(dim=1, descending=True)
+    before = ordered.cumsum(1) - ordered
+    keep_sorted = before < refine_mass * ordered.sum(1, keepdim=True)
+    keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
+    return keep.any(0)
 
-    @torch.no_grad()
-    def occluded(start: int, stop: int) -> torch.Tensor:
-        top, left = tops[start:stop].view(-1, 1, 1), lefts[start:stop].view(-1, 1, 1)
-        inside = ((rows.view(1, -1, 1) >= top) & (rows.view(1, -1, 1) < top + window)
-                  & (cols.view(1, 1, -1) >= left) & (cols.view(1, 1, -1) < left + window)).unsqueeze(1)
-        batch = torch.where(inside, baseline.unsqueeze(0), x.unsqueeze(0))
-        logits, activation = forward(batch)
-        probs = logits.softmax(-1)
-        columns = [probs[:, target_index], probs.argmax(-1, keepdim=True).float()]
-        if activation is not None:
-            columns.append(activation[:, channel].sum(dim=(1, 2)).unsqueeze(1))
-        return torch.cat(columns, dim=1)
 
-    per_position = engine.map_cat(occluded, len(ys) * len(xs), section="score_difference", key=f"occlusion:{model.name}:{height}",
-                                  item_bytes=x.numel() * 4 * 8, progress=progress, message="occluding")
-    grid = (len(ys), len(xs))
-    t = len(targets)
-    return OcclusionScan(
-        ys=ys, xs=xs, window=window, stride=stride, base_probability=base_probability,
-        probability=per_position[:, :t].T.reshape(t, *grid), top_class=per_position[:, t].long().reshape(grid),
-        feature_channel=channel,
-        feature_activation=None if activation is None else per_position[:, t + 1].reshape(grid))
+def _positions_in(grid: OcclusionGrid, region: torch.Tensor) -> torch.Tensor:
+    """Py×Px bool: the positions of ``grid`` whose window overlaps the 1×H×W ``region``."""
+    return grid.window_sum(region)[0] > 0
+
+
+def refine_scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int, stride: int, fill: str,
+                levels: int, refine_mass: float, constant: float = DEFAULT_CONSTANT, seed: int = 0,
+                layer: str | None = None, engine: Engine | None = None,
+                progress: Progress | None = None) -> OcclusionScan:
+    """Coarse-to-fine occlusion (module docstring): the exhaustive grid of ``window``/``stride``,
+    evaluated where coarser levels found the drop mass and estimated elsewhere."""
+    _, height, width = x.shape
+    _check_window(window, stride, height, width)
+    coarsest = window * 2**levels
+    if coarsest >= min(height, width):  # a single coarse position would tell nothing about where to refine
+        raise ParameterError(f"Coarse-to-fine occlusion with {levels} level(s) starts from a {coarsest}-pixel "
+                             f"occluder (window {window} × 2^{levels}), which cannot slide over the {height}×{width} "
+                             "image; use fewer levels or a smaller window.")
+    occluder = _Occluder(model, x, targets, fill=fill, constant=constant, seed=seed, layer=layer,
+                         engine=engine or Engine(model.device))
+    device, t = occluder.x.device, len(targets)
+    base = occluder.base_probability.view(-1, 1)
+    grid = OcclusionGrid.of(height, width, coarsest, stride * 2**levels)
+    values = occluder.evaluate(*grid.starts(device), grid.window, progress=progress,
+                               message=f"occluding, level 1 of {levels + 1}")
+    drop = base - values[:, :t].T                                            # T×P of the current level
+    forwards = 1 + grid.size
+    index = None
+    for level in range(levels - 1, -1, -1):
+        finer = OcclusionGrid.of(height, width, window * 2**level, stride * 2**level)
+        kept = _kept_positions(drop, refine_mass).float().reshape(1, *grid.shape)
+        region = (grid.fold_sum(kept, height, width) > 0).float()
+        index = _positions_in(finer, region).flatten().nonzero().squeeze(1)  # the level's one host sync
+        tops, lefts = finer.starts(device)
+        values = occluder.evaluate(tops[index], lefts[index], finer.window, progress=progress,
+                                   message=f"occluding, level {levels - level + 1} of {levels + 1}")
+        forwards += len(index)
+        pixels = grid.fold_mean(drop.reshape(t, *grid.shape), height, width)
+        estimate = (finer.window_sum(pixels) / finer.window_sum(torch.ones_like(pixels[:1]))).reshape(t, -1)
+        exact, at = base - values[:, :t].T, estimate[:, index]
+        fit = (at * at).sum(1)
+        scale = torch.where(fit > 0, (at * exact).sum(1) / torch.where(fit > 0, fit, 1.0), 0.25)
+        drop = estimate * scale.view(-1, 1)
+        drop[:, index] = exact
+        grid = finer
+    probability = (base - drop).reshape(t, *grid.shape)
+    return occluder.result(grid, probability, values, index, forwards=forwards)
 
 
 @dataclass
@@ -145,15 +319,22 @@ def occlusion_sensitivity(model: LoadedModel, x: torch.Tensor, target: int | str
         feature_channel=result.feature_channel, layer=layer, ys=result.ys, xs=result.xs, window=window)
 
 
-def _occlusion(model, x, targets, *, engine, progress=None, window, stride, fill, constant, seed, layer):
-    result = scan(model, x, targets, window=window, stride=stride, fill=fill, constant=constant, seed=seed,
-                  layer=layer or None,
+def _occlusion(model, x, targets, *, engine, progress=None, window, stride, fill, constant, seed, layer, search,
+               levels, refine_mass):
+    common = dict(window=window, stride=stride, fill=fill, constant=constant, seed=seed, layer=layer or None,
                   engine=engine, progress=progress)
+    if search == "coarse_to_fine":
+        result = refine_scan(model, x, targets, levels=levels, refine_mass=refine_mass, **common)
+    else:
+        result = scan(model, x, targets, **common)
     drop = result.drop_map(*x.shape[1:])
     extras = {"per_target_probability_grid": result.probability,
               "per_target_base_probability": result.base_probability,
               "top_class_grid": result.top_class.cpu().numpy(),
-              "occluder_ys": result.ys, "occluder_xs": result.xs}
+              "occluder_ys": result.ys, "occluder_xs": result.xs,
+              "forwards": result.forwards, "exhaustive_forwards": 1 + result.grid.size}
+    if result.evaluated is not None:
+        extras["refined_grid"] = result.evaluated.cpu().numpy()
     if result.feature_activation is not None:
         extras.update(feature_activation_grid=result.feature_activation.cpu().numpy(),
                       feature_channel=result.feature_channel)
@@ -167,9 +348,17 @@ OCCLUSION = Method(
             "fill": Param(str, "grey", choices=REPLACEMENTS, help="what the occluder shows: " + REPLACEMENT_HELP),
             "constant": Param(float, DEFAULT_CONSTANT, 0.0, 1.0, step=0.05, help="grey level of the fill 'constant'"),
             "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the fill 'noise'"),
-            "layer": Param(str, "", widget="layer", help="layer whose strongest feature map is tracked")},
+            "layer": Param(str, "", widget="layer", help="layer whose strongest feature map is tracked"),
+            "search": Param(str, "exhaustive", choices=SEARCHES,
+                            help="every occluder position, or coarse_to_fine: larger occluders first, the "
+                                 "exhaustive positions only where they found the drop (estimated elsewhere)"),
+            "levels": Param(int, 1, 1, 4, help="coarse_to_fine: coarser levels; the first occluder is window × 2^levels"),
+            "refine_mass": Param(float, 0.9, 0.5, 1.0, step=0.05,
+                                 help="coarse_to_fine: share of each level's positive drop refined at the next "
+                                      "(1 refines everywhere)")},
     reference="Captum Occlusion (softmax output)",
     uses_layer=True,
     description="Probability drop of the target when a square is occluded, averaged per pixel "
                 "(Captum's Occlusion with a softmax output); extras: probability, most probable "
-                "class and strongest feature map activation at each occluder position.")
+                "class and strongest feature map activation at each occluder position; optionally "
+                "coarse-to-fine (extras: forwards used, refined positions).")
