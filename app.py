@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent
 PAGES = {  # group → (file, title, the page's KEY_PREFIX: the keys of its settings, which the link holds)
     "Explain": [("1_Gradients_and_CAM.py", "Gradients and CAM", "gradients_cam"), ("2_RISE.py", "RISE", "rise_page"),
                 ("3_IG_and_RIG.py", "IG and RIG", "ig_rig"),
-                ("4_Inversion_and_Zeiler_Fergus.py", "Inversion and Zeiler-Fergus", "inversion")],
+                ("4_Inversion_and_Zeiler_Fergus.py", "Inversion and Zeiler-Fergus", "inversion"),
+                ("9_What_if.py", "What if", "whatif")],
     "Compare": [("6_Compare.py", "Compare", "compare")],
     "Evaluate": [("5_Evaluate.py", "Evaluate", "evaluate")],
     "Train": [("7_Fine_tune.py", "Fine-tune", "ft")],

@@ -50,6 +50,8 @@ def provenance(selection, *, method: str | None = None, params: Mapping[str, Any
         "target": f"{selection.target_name} ({selection.target})",
         "device": selection.device,
     }
+    if getattr(selection, "edits", ""):
+        prov["edits"] = selection.edits  # the What-if page's edit list that made the served image
     if method is not None:
         prov["method"] = method
     for key, value in (params or {}).items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from collections import Counter
 from contextvars import ContextVar
@@ -67,6 +68,7 @@ class Selection:
     image_label: str               # human-readable description of the image
     predictions: list[dict]        # top-5 ``[{index, name, probability, logit}]`` for ``x``
     outlines: dict = field(default_factory=dict)  # ground truth drawn on every map: name -> mask or box
+    edits: str = ""                # the What-if page's edit list (JSON) when the edited image is served
 
     @property
     def display_image(self) -> np.ndarray:
@@ -431,6 +433,34 @@ def _target_widgets(model: LoadedModel, predicted: int) -> int:
     return choices[chosen]
 
 
+# ----------------------------------------------------------------- edited image
+def use_edited_image(selection: Selection, x_edited: torch.Tensor, edits_json: str, count: int) -> None:
+    """Serve ``x_edited`` (the What-if page's edits of ``selection``'s image) as the input of every page,
+    until the image or the model changes or "Back to the original image" is pressed. A widget callback."""
+    x_edited = x_edited.detach().cpu().float().contiguous()
+    base, served = selection.image_hash, _kept("edited")
+    if selection.edits and served is not None:  # edits of the edited image: the chosen image stays the base
+        base, count = served["base_hash"], served["count"] + count
+        edits_json = json.dumps(json.loads(served["edits"]) + json.loads(edits_json), separators=(",", ":"))
+    _keep("edited", {"base_hash": base, "model_key": selection.model_key, "x": x_edited,
+                     "hash": bytes_hash(x_edited.numpy().tobytes()), "edits": edits_json, "count": count})
+
+
+def _edited_input(model: LoadedModel, key: str, image: Image.Image, image_hash: str, x: torch.Tensor,
+                  label: str) -> tuple[Image.Image, str, torch.Tensor, str, str]:
+    """The edited image in place of the chosen one while it applies (same image, same model), noted."""
+    edited = _kept("edited")
+    if edited is None or (edited["base_hash"], edited["model_key"]) != (image_hash, key):
+        _keep("edited", None)
+        return image, image_hash, x, label, ""
+    st.sidebar.info(f"Showing the edited image ({edited['count']} edits).")
+    if st.sidebar.button("Back to the original image", key="w.edited_back"):
+        _keep("edited", None)
+        return image, image_hash, x, label, ""
+    return (Image.fromarray(model.to_display(edited["x"])), edited["hash"], edited["x"].clone(),
+            f"{label} — edited image ({edited['count']} edits)", edited["edits"])
+
+
 # ------------------------------------------------------------------------ main
 _SHARED: ContextVar[Selection | None] = ContextVar("xai_shared_selection", default=None)
 
@@ -470,10 +500,11 @@ def sidebar() -> Selection:
     model, key = _model_widgets(device)
     image, sample, image_label = _image_widgets()
     image_hash, x = _prepared(image, model, key)
+    image, image_hash, x, image_label, edits = _edited_input(model, key, image, image_hash, x, image_label)
     predictions = cached_predict(model, key, image_hash, x.numpy(), 5)
     target = _target_widgets(model, predictions[0]["index"])
     ground_truth = ground_truth_for_input(sample, model) if sample is not None else None
     outlines = _outline_widgets(ground_truth) if ground_truth is not None else {}
     return Selection(model=model, model_key=key, image=image, image_hash=image_hash, x=x, target=int(target),
                      device=str(model.device), ground_truth=ground_truth, image_label=image_label,
-                     predictions=predictions, outlines=outlines)
+                     predictions=predictions, outlines=outlines, edits=edits)
