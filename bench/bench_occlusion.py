@@ -23,14 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from xai_core.engine import Engine  # noqa: E402
 from xai_core.methods import explain  # noqa: E402
+from xai_core.methods.occlusion import occluder_starts  # noqa: E402
 from xai_core.model_handle import LoadedModel  # noqa: E402
 from xai_core.models import build_random  # noqa: E402
 
 MODELS = {"quick": [("patch", 112, 1, 4), ("embedded", 64, 1, 4), ("embedded", 64, 10, 4),
-                    ("resnet18", 64, 1, 8), ("resnet18", 64, 10, 8)],
-          "full": [("patch", 112, 1, 4), ("embedded", 64, 1, 4), ("embedded", 64, 10, 4), ("resnet18", 112, 1, 8),
-                   ("resnet18", 112, 10, 8), ("resnet50", 112, 1, 8), ("resnet50", 112, 10, 8)]}
-SETTINGS = ((1, 0.9), (1, 0.7), (2, 0.7))  # (levels, refine_mass)
+                    ("resnet18", 64, 1, 4), ("resnet18", 64, 10, 4)],
+          "full": [("patch", 112, 1, 4), ("embedded", 64, 1, 4), ("embedded", 64, 10, 4), ("resnet18", 112, 1, 4),
+                   ("resnet18", 112, 10, 4), ("resnet50", 112, 1, 4), ("resnet50", 112, 10, 4)]}
+SETTINGS = ((1, 0.9), (1, 0.7), (2, 0.7), (2, 0.5))  # (levels, refine_mass)
 WINDOW = 16
 PATCH = (slice(40, 56), slice(64, 80))
 
@@ -81,7 +82,7 @@ def main() -> None:
         references = [explain(model, x, "occlusion", [t], exhaustive_params, engine=engine)[0]
                       for x, t in zip(images, targets)]
         for levels, mass in SETTINGS:
-            if WINDOW * 2**levels >= side:  # refused: the coarsest occluder cannot slide
+            if len(occluder_starts(side, WINDOW, stride)) < 2**levels + 1:  # refused: too few positions
                 continue
             setting = dict(exhaustive_params, levels=levels, refine_mass=mass)
             rows = []

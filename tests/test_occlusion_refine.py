@@ -45,9 +45,10 @@ def assert_exhaustive_where_refined(exhaustive, refined, window, stride, size):
         only_refined = grid.fold_sum(torch.from_numpy(~done).float()[None], size, size)[0].numpy() == 0
         assert only_refined.any()
         assert np.allclose(part.map[only_refined], full.map[only_refined], rtol=0, atol=1e-6)
-        # forwards: the intact image, the whole coarse grid, then the refined positions only
-        coarse = OcclusionGrid.of(size, size, window * 2, stride * 2).size
-        assert part.extras["forwards"] == 1 + coarse + done.sum() < part.extras["exhaustive_forwards"]
+        # the whole coarse lattice (every other position per side, and the last) is evaluated
+        assert done[::2, ::2].all() and done[-1, ::2].all() and done[::2, -1].all()
+        # forwards: the intact image and the evaluated positions, each once
+        assert part.extras["forwards"] == 1 + done.sum() < part.extras["exhaustive_forwards"]
         assert part.extras["exhaustive_forwards"] == full.extras["forwards"] == 1 + grid.size
 
 
@@ -73,8 +74,9 @@ def test_on_a_patch_model_it_refines_around_the_patch_and_equals_the_exhaustive_
     assert done[peak]
     # no coarse occluder reaching rows ≥ 36 touches the patch: the estimate is the exhaustive 0 there
     assert np.abs(refined[0].map[36:, :20]).max() < 1e-7 and np.abs(full.map[36:, :20]).max() < 1e-7
-    # the coarse occluders touching the patch end at row 31: no finer occluder from row 32 on is evaluated
-    assert not done[8:].any() and refined[0].extras["occluder_ys"][8] == 32
+    # occluders from row 32 on miss the patch: their coarse drops are 0, so row 9 (between the
+    # coarse rows 8 and 10) is interpolated, not evaluated
+    assert not done[9].any() and refined[0].extras["occluder_ys"][8] == 32
 
 
 def test_on_a_random_cnn_it_equals_the_exhaustive_map_where_refined_for_several_targets():
@@ -101,7 +103,7 @@ def test_refining_all_the_mass_is_the_exhaustive_map(levels):
 def test_impossible_settings_are_refused_with_the_reason():
     model = build_random("embedded", num_classes=10)
     x = torch.zeros(3, 64, 64)
-    with pytest.raises(ParameterError, match="fewer levels or a smaller window"):
+    with pytest.raises(ParameterError, match="fewer levels or a smaller stride"):
         explain(model, x, "occlusion", [0], {"window": 16, "search": "coarse_to_fine", "levels": 3})
     with pytest.raises(ParameterError, match="refine_mass"):
         explain(model, x, "occlusion", [0], {"search": "coarse_to_fine", "refine_mass": 0.2})

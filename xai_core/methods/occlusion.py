@@ -10,23 +10,25 @@ forward passes also give (a) the target's probability, (b) the most probable cla
 image), the three maps of Zeiler & Fergus's figure 7.
 
 Coarse-to-fine search (``search="coarse_to_fine"``) evaluates the exhaustive grid only where
-it matters. Level ``l = L, …, 0`` is the grid of window ``w·2^l`` and stride ``s·2^l``; level 0
-is the exhaustive grid. Level ``L`` is evaluated everywhere. Going from level ``l+1`` to ``l``:
+it matters. The occluder stays the same (window ``w``); what is coarse is the lattice of positions.
+Level ``l = L, …, 0`` is the lattice of every ``2^l``-th position of the exhaustive grid along each
+axis (plus the last one), so level 0 is the exhaustive grid and each level contains the coarser
+ones. Level ``L`` is evaluated everywhere. Going from level ``l+1`` to ``l``:
 
 1. per target, the level-``l+1`` positions are sorted by drop ``d``; those whose preceding
    positive mass ``Σ max(d, 0)`` is below ``refine_mass`` of the total are kept (the fewest
    positions holding that share; ``refine_mass = 1`` keeps every position); the kept sets of
-   all targets are joined, and the region is the union of their windows;
-2. every level-``l`` position whose window overlaps the region is evaluated (one host sync per
-   level, to count them); the others get the estimate ``c·e(p)``, where ``e(p)`` is the mean of
-   the level-``l+1`` per-pixel drop map over ``p``'s window (inside the image) and ``c`` the
-   per-target least-squares factor ``Σ e·d / Σ e²`` over the evaluated positions (``1/4``, the
-   area ratio, when none is evaluated): a bigger occluder drops the probability more.
+   all targets are joined;
+2. every level-``l`` position that lies next to a kept position (one of the lattice nodes it is
+   interpolated from) is evaluated (one host sync per level, to count them); the others get the
+   bilinear interpolation, in position index, of the level-``l+1`` drops. Neighbouring windows
+   overlap (stride < window), so the drop is a smooth function of the position and the
+   interpolation follows it where nothing was kept.
 
-The level-0 grid (evaluated values where refined, estimates elsewhere) then gives the map by
-the same per-pixel average: at evaluated positions the grid is the exhaustive grid, so a
-pixel covered only by evaluated windows has exactly the exhaustive value. All targets share
-the forward passes; with several targets a target is refined at least where it alone would be.
+The level-0 grid (evaluated values where refined, interpolations elsewhere) then gives the map by
+the same per-pixel average: at evaluated positions the grid is the exhaustive grid, so a pixel
+covered only by evaluated windows has exactly the exhaustive value. All targets share the
+forward passes; with several targets a target is refined at least where it alone would be.
 """
 from __future__ import annotations
 
@@ -92,13 +94,6 @@ class OcclusionGrid:
     def fold_mean(self, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """T×Py×Px → T×H×W: the mean over the windows covering each pixel (Captum's average)."""
         return self.fold_sum(values, height, width) / self.fold_sum(torch.ones_like(values[:1]), height, width)
-
-    def window_sum(self, pixels: torch.Tensor) -> torch.Tensor:
-        """T×H×W → T×Py×Px: the sum of each window's pixels inside the image (``fold_sum``'s adjoint)."""
-        t, height, width = pixels.shape
-        bottom, right = self._extent()
-        padded = F.pad(pixels, (0, right - width, 0, bottom - height)).unsqueeze(1)
-        return F.unfold(padded, kernel_size=self.window, stride=self.stride).sum(1).reshape(t, *self.shape)
 
 
 @dataclass
@@ -235,9 +230,23 @@ def _kept_positions(drop: torch.Tensor, refine_mass: float) -> torch.Tensor:
     return keep.any(0)
 
 
-def _positions_in(grid: OcclusionGrid, region: torch.Tensor) -> torch.Tensor:
-    """Py×Px bool: the positions of ``grid`` whose window overlaps the 1×H×W ``region``."""
-    return grid.window_sum(region)[0] > 0
+def _lattice(n: int, step: int) -> list[int]:
+    """Indices 0, step, 2·step, … of an axis of ``n`` positions, and always the last one."""
+    return sorted(set(range(0, n, step)) | {n - 1})
+
+
+def _interpolation(fine: list[int], coarse: list[int]) -> torch.Tensor:
+    """len(fine)×len(coarse) matrix of linear interpolation in index space (``coarse`` ⊂ ``fine``)."""
+    matrix = torch.zeros(len(fine), len(coarse))
+    for row, p in enumerate(fine):
+        hi = next(k for k, c in enumerate(coarse) if c >= p)
+        if coarse[hi] == p:
+            matrix[row, hi] = 1.0
+            continue
+        lo = hi - 1
+        weight = (p - coarse[lo]) / (coarse[hi] - coarse[lo])
+        matrix[row, lo], matrix[row, hi] = 1 - weight, weight
+    return matrix
 
 
 def refine_scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, window: int, stride: int, fill: str,
@@ -245,43 +254,50 @@ def refine_scan(model: LoadedModel, x: torch.Tensor, targets: list[int], *, wind
                 layer: str | None = None, engine: Engine | None = None,
                 progress: Progress | None = None) -> OcclusionScan:
     """Coarse-to-fine occlusion (module docstring): the exhaustive grid of ``window``/``stride``,
-    evaluated where coarser levels found the drop mass and estimated elsewhere."""
+    evaluated where coarser lattices found the drop mass and interpolated elsewhere."""
     _, height, width = x.shape
     _check_window(window, stride, height, width)
-    coarsest = window * 2**levels
-    if coarsest >= min(height, width):  # a single coarse position would tell nothing about where to refine
-        raise ParameterError(f"Coarse-to-fine occlusion with {levels} level(s) starts from a {coarsest}-pixel "
-                             f"occluder (window {window} × 2^{levels}), which cannot slide over the {height}×{width} "
-                             "image; use fewer levels or a smaller window.")
+    grid = OcclusionGrid.of(height, width, window, stride)
+    if min(grid.shape) < 2**levels + 1:  # the coarsest lattice would be the border positions alone
+        raise ParameterError(f"Coarse-to-fine occlusion with {levels} level(s) needs at least {2**levels + 1} "
+                             f"occluder positions per side; window {window} and stride {stride} give "
+                             f"{min(grid.shape)} on the {height}×{width} image: use fewer levels or a smaller stride.")
     occluder = _Occluder(model, x, targets, fill=fill, constant=constant, seed=seed, layer=layer,
                          engine=engine or Engine(model.device))
     device, t = occluder.x.device, len(targets)
-    base = occluder.base_probability.view(-1, 1)
-    grid = OcclusionGrid.of(height, width, coarsest, stride * 2**levels)
-    values = occluder.evaluate(*grid.starts(device), grid.window, progress=progress,
-                               message=f"occluding, level 1 of {levels + 1}")
-    drop = base - values[:, :t].T                                            # T×P of the current level
-    forwards = 1 + grid.size
-    index = None
+    tops, lefts = grid.starts(device)
+    rows = torch.zeros(grid.size, t + 1 + (occluder.channel is not None), device=device)
+    evaluated = torch.zeros(grid.shape, dtype=torch.bool, device=device)
+    base = occluder.base_probability.view(-1, 1, 1)
+
+    def run(wanted: torch.Tensor, level: int) -> None:
+        index = (wanted & ~evaluated).flatten().nonzero().squeeze(1)  # the level's one host sync
+        rows[index] = occluder.evaluate(tops[index], lefts[index], window, progress=progress,
+                                        message=f"occluding, level {levels - level + 1} of {levels + 1}")
+        evaluated.view(-1)[index] = True
+
+    ys, xs = _lattice(grid.shape[0], 2**levels), _lattice(grid.shape[1], 2**levels)
+    def at(lattice_ys: list[int], lattice_xs: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.tensor(lattice_ys, device=device).view(-1, 1), torch.tensor(lattice_xs, device=device).view(1, -1))
+
+    wanted = torch.zeros(grid.shape, dtype=torch.bool, device=device)
+    wanted[at(ys, xs)] = True
+    run(wanted, levels)
+    drop = (base - rows[:, :t].T.reshape(t, *grid.shape))[(slice(None), *at(ys, xs))]   # T×|ys|×|xs|
     for level in range(levels - 1, -1, -1):
-        finer = OcclusionGrid.of(height, width, window * 2**level, stride * 2**level)
-        kept = _kept_positions(drop, refine_mass).float().reshape(1, *grid.shape)
-        region = (grid.fold_sum(kept, height, width) > 0).float()
-        index = _positions_in(finer, region).flatten().nonzero().squeeze(1)  # the level's one host sync
-        tops, lefts = finer.starts(device)
-        values = occluder.evaluate(tops[index], lefts[index], finer.window, progress=progress,
-                                   message=f"occluding, level {levels - level + 1} of {levels + 1}")
-        forwards += len(index)
-        pixels = grid.fold_mean(drop.reshape(t, *grid.shape), height, width)
-        estimate = (finer.window_sum(pixels) / finer.window_sum(torch.ones_like(pixels[:1]))).reshape(t, -1)
-        exact, at = base - values[:, :t].T, estimate[:, index]
-        fit = (at * at).sum(1)
-        scale = torch.where(fit > 0, (at * exact).sum(1) / torch.where(fit > 0, fit, 1.0), 0.25)
-        drop = estimate * scale.view(-1, 1)
-        drop[:, index] = exact
-        grid = finer
-    probability = (base - drop).reshape(t, *grid.shape)
-    return occluder.result(grid, probability, values, index, forwards=forwards)
+        fine_ys, fine_xs = _lattice(grid.shape[0], 2**level), _lattice(grid.shape[1], 2**level)
+        along_y = _interpolation(fine_ys, ys).to(device)
+        along_x = _interpolation(fine_xs, xs).to(device)
+        kept = _kept_positions(drop.flatten(1), refine_mass).float().reshape(1, len(ys), len(xs))
+        near_kept = ((along_y > 0).float() @ kept @ (along_x > 0).float().T)[0] > 0
+        wanted = torch.zeros(grid.shape, dtype=torch.bool, device=device)
+        wanted[at(fine_ys, fine_xs)] = near_kept
+        run(wanted, level)
+        exact = (base - rows[:, :t].T.reshape(t, *grid.shape))[(slice(None), *at(fine_ys, fine_xs))]
+        drop = torch.where(evaluated[at(fine_ys, fine_xs)], exact, along_y @ drop @ along_x.T)
+        ys, xs = fine_ys, fine_xs
+    index = evaluated.flatten().nonzero().squeeze(1)
+    return occluder.result(grid, base - drop, rows[index], index, forwards=1 + len(index))
 
 
 @dataclass
@@ -350,10 +366,11 @@ OCCLUSION = Method(
             "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the fill 'noise'"),
             "layer": Param(str, "", widget="layer", help="layer whose strongest feature map is tracked"),
             "search": Param(str, "exhaustive", choices=SEARCHES,
-                            help="every occluder position, or coarse_to_fine: larger occluders first, the "
-                                 "exhaustive positions only where they found the drop (estimated elsewhere)"),
-            "levels": Param(int, 1, 1, 4, help="coarse_to_fine: coarser levels; the first occluder is window × 2^levels"),
-            "refine_mass": Param(float, 0.9, 0.5, 1.0, step=0.05,
+                            help="every occluder position, or coarse_to_fine: every 2^levels-th position first, the "
+                                 "others only next to where it found the drop (interpolated elsewhere)"),
+            "levels": Param(int, 1, 1, 4, help="coarse_to_fine: coarser lattices; the first takes every 2^levels-th "
+                                                "position per side"),
+            "refine_mass": Param(float, 0.7, 0.5, 1.0, step=0.05,
                                  help="coarse_to_fine: share of each level's positive drop refined at the next "
                                       "(1 refines everywhere)")},
     reference="Captum Occlusion (softmax output)",
