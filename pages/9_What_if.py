@@ -153,6 +153,24 @@ for column, (name, heatmap), image in zip(map_cols, page_maps.items(), (selectio
                     arrays={"map": heatmap})
 
 st.subheader("Click a pixel")
+compare_cols = st.columns(2)
+class_names = {p["index"]: p["name"] for p in selection.predictions} | {selection.target: selection.target_name}
+more_methods = compare_cols[0].multiselect(
+    "Also at the pixel: methods", [m for m in METHODS if m != method], key=f"{KEY_PREFIX}.pixel_methods",
+    persist_state=KEEP, format_func=lambda n: METHODS[n].label,
+    help="their maps of the original image, with default settings, are read at the pixel too")
+pixel_targets = compare_cols[1].multiselect(
+    "Also at the pixel: classes", [c for c in class_names if c != selection.target], key=f"{KEY_PREFIX}.pixel_targets",
+    persist_state=KEEP, format_func=lambda c: class_names[c], help="from the top-5 predictions")
+try:
+    for name in [method, *more_methods]:
+        wanted = (selection.target, *pixel_targets)
+        for target, result in zip(wanted, cached_explain(model, selection.model_key, selection.image_hash,
+                                                         selection.x.numpy(), name, wanted)):
+            if (name, target) != (method, selection.target):  # that one is already "· original"
+                page_maps[f"{name} · original · {class_names[target]}"] = result[0]
+except XAIError as err:
+    st.error(as_text(str(err)))
 pixel_cols = st.columns(2)
 py = pixel_cols[0].number_input("Pixel row (y)", 0, height - 1, height // 2, key=f"{KEY_PREFIX}.pixel_y",
                                 persist_state=KEEP)

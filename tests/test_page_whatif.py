@@ -78,6 +78,23 @@ def test_top_k_removal_and_a_pixel_click_match_the_library(page, embedded, x):
     assert np.allclose(pixel["percentile"], [r["percentile"] for r in expected.values()])
 
 
+def test_a_pixel_is_read_in_every_map_of_the_page_methods_by_classes(page, embedded, x):
+    top = [int(i) for i in embedded.module(x[None])[0].argsort(descending=True)[:2]]
+    page.multiselect(key="whatif.pixel_methods").set_value(["saliency"])
+    page.multiselect(key="whatif.pixel_targets").set_value([top[1]])
+    page.number_input(key="whatif.pixel_y").set_value(12)
+    _run(page.number_input(key="whatif.pixel_x").set_value(30))
+    pixel = _table(page, 1)
+    assert len(pixel) == 2 + 3  # gradcam original and edited, gradcam for the 2nd class, saliency for both
+    for method in ("gradcam", "saliency"):
+        for target in top:
+            if (method, target) == ("gradcam", top[0]):
+                continue
+            heatmap = explain(embedded, x, method, [target])[0].map
+            row = pixel[pixel["map"].str.startswith(f"{method} · original · {embedded.categories[target]}")]
+            assert len(row) == 1 and np.isclose(row["value"].iloc[0], heatmap[12, 30], atol=1e-5)
+
+
 def test_undo_redo_and_a_bad_list(page):
     page.button(key="whatif.add_box").click().run(timeout=TIMEOUT)
     page.number_input(key="whatif.box_x1").set_value(10)
