@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 
 from ui.cache import cached_explain, get_engine, progress_bar
+from ui.convergence_figures import mark_stop
 from ui.figures import heatmap_grid, line_figure, masks_figure
 from ui.params import param_widgets
 from ui.progressive import accumulation
@@ -18,7 +19,8 @@ from ui.url_state import stop_page
 from ui.views import show_figure, show_grid
 from xai_core.errors import XAIError
 from xai_core.methods import METHODS
-from xai_core.methods.rise import SEED_CHUNK, convergence_curve, rise_progressive, sample_masks, saliency_from_sums
+from xai_core.methods.rise import (SEED_CHUNK, convergence_curve, rise_progressive, sample_masks, saliency_from_sums,
+                                   stopping_count)
 
 PLOT = {"width": "stretch", "config": {"displayModeBar": False}}
 GRID = PLOT | {"width": "content"}  # image grids keep their own width, so images keep their aspect
@@ -61,8 +63,11 @@ def maps_figure(sums, n):
     return heatmap_grid(selection.display_image, [list(maps)], [f"N = {n}"], names, shared_scale=False)
 
 
-# Every parameter but the count identifies the accumulation: a smaller N is a prefix of it.
-settings = tuple(sorted((k, v) for k, v in params.items() if k != "masks"))
+# Every parameter but the count identifies the accumulation: a smaller N is a prefix of it. The
+# tolerance does not change the masks: the page runs N and marks where a tolerance run stops.
+settings = tuple(sorted((k, v) for k, v in params.items() if k not in ("masks", "tolerance")))
+tolerance = params["tolerance"]
+mask_params = {k: v for k, v in params.items() if k != "tolerance"}
 acc = accumulation("rise", (selection.model_key, selection.image_hash, targets, settings), SEED_CHUNK)
 live = st.empty()
 if acc.n_done < n_masks:
@@ -71,7 +76,7 @@ if acc.n_done < n_masks:
     initial = torch.from_numpy(acc.sums[-1]).to(model.device) if acc.sums else None
     try:
         for i, step in enumerate(rise_progressive(
-                model, selection.x.to(model.device), targets, **params, engine=get_engine(selection.device),
+                model, selection.x.to(model.device), targets, **mask_params, engine=get_engine(selection.device),
                 step=SEED_CHUNK, start=acc.n_done, initial=initial), start=1):
             acc.sums.append(step.sums.cpu().numpy())
             bar(step.n_done / n_masks, f"{step.n_done} / {n_masks} masks")
@@ -91,9 +96,13 @@ st.caption(f"{acc.n_done} masks accumulated for these settings in this session; 
 counts = acc.counts(n_masks)
 if len(counts) > 1:
     curve = convergence_curve([acc.sums_at(n) for n in counts], counts, p)
-    show_figure(line_figure(counts, {name: curve[:, i] for i, name in enumerate(names)}, "masks n",
-                            "‖map(n) − map(N)‖ / ‖map(N)‖ (mean removed)",
-                            f"Convergence towards the map with N = {n_masks}"), "RISE convergence", prov,
+    figure = line_figure(counts, {name: curve[:, i] for i, name in enumerate(names)}, "masks n",
+                         "‖map(n) − map(N)‖ / ‖map(N)‖ (mean removed)",
+                         f"Convergence towards the map with N = {n_masks}")
+    if tolerance > 0:
+        used = stopping_count(acc.sums_at, n_masks, p, tolerance)
+        figure = mark_stop(figure, used, f"tolerance {tolerance:g} stops at {used}")
+    show_figure(figure, "RISE convergence", prov,
                 arrays={"masks_n": np.array(counts), "relative_distance": curve}, **PLOT)
 
 st.header("Fills and mask shapes compared")

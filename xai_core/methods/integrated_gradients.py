@@ -8,6 +8,11 @@ replacements (``xai_core.replacements``: black, grey = the dataset mean, blur, n
 computation is kept in fp32 (precision section ``path_integral``) so that completeness, Σ IG = F(x) − F(x'), holds up
 to the quadrature error — the gap is returned per target.
 
+Convergence (``tolerance`` τ > 0): the steps are refined, 2 → 3 → 5 → 9 … (trapezoid, reusing
+every earlier node), doubling (left/right, reusing), tripling (middle, reusing) or doubling with a
+restart (Gauss–Legendre, whose nodes do not nest), until |Σ IG − (F(x) − F(x'))| ≤ τ·|F(x) − F(x')|
+for every target, ``steps`` being the maximum (``adaptive_path_integral``).
+
 ``integrated_gradients`` works on any ``nn.Module`` (RIG runs it on its support networks);
 ``path_integral`` is its batched form; the registered method ``ig`` wraps them for a
 ``LoadedModel`` and is composable with the noise tunnel (SmoothGrad of IG).
@@ -69,24 +74,22 @@ class IGResult:
         return (self.attributions.flatten(-3).sum(-1) - (self.f_input - self.f_baseline)).abs()
 
 
-def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: Targets, *,
-                  steps: int, rule: str, engine: Engine, progress: Progress | None = None,
-                  message: str = "Integrated Gradients") -> IGResult:
-    """IG of ``module``'s outputs ``targets`` for each image of ``xs`` (B×C×H×W), averaged over that
-    image's ``baselines`` (B×D×C×H×W); attributions T×B×C×H×W. ``targets`` are the same classes
-    for every image (a list) or each image's own (a B×T tensor).
+def _rows(xs: torch.Tensor, targets: Targets) -> torch.Tensor:
+    """Targets as B×T rows: the same classes for every image (a list) or each image's own (B×T)."""
+    return targets.to(xs.device) if isinstance(targets, torch.Tensor) else \
+        torch.as_tensor(list(targets), device=xs.device).expand(len(xs), -1)
 
-    The B·D·steps path points are the engine's items: one forward pass per batch serves every
+
+def _weighted_path_sum(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, rows: torch.Tensor,
+                       positions: torch.Tensor, weights: torch.Tensor, *, engine: Engine,
+                       progress: Progress | None, message: str) -> torch.Tensor:
+    """Σ_k w_k · ∂F_t/∂x(x' + β_k(x − x')) ⊙ (x − x'), averaged over each image's baselines: T×B×C×H×W.
+
+    The B·D·K path points are the engine's items: one forward pass per batch serves every
     target, then one backward pass per target through the retained graph (``autograd.grad`` only).
-    Measured on CPU (``bench/bench_ig_rig.py``), the batched vector-Jacobian product
-    (``is_grads_batched``) is no faster than this loop, which holds one input gradient at a time.
     """
-    xs = xs.detach().float()
-    baselines = baselines.detach().float()
     n_images, n_base = baselines.shape[:2]
-    rows = targets.to(xs.device) if isinstance(targets, torch.Tensor) else \
-        torch.as_tensor(list(targets), device=xs.device).expand(n_images, -1)   # B×T
-    positions, weights = quadrature(rule, steps)
+    steps = len(positions)
     positions = positions.to(xs.device, torch.float32)
     weights = weights.to(xs.device, torch.float32)
     deltas = xs.unsqueeze(1) - baselines                      # B×D×C×H×W
@@ -108,13 +111,112 @@ def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, 
 
     item_bytes = 4 * xs[0].numel() * 64  # activations kept for the backward dominate; a rough guess for CUDA
     engine.map(batch, n_images * n_base * steps, section="path_integral",
-                           key=f"ig:{type(module).__name__}:{tuple(xs.shape[1:])}", item_bytes=item_bytes,
-                           progress=progress, message=message)
+               key=f"ig:{type(module).__name__}:{tuple(xs.shape[1:])}", item_bytes=item_bytes,
+               progress=progress, message=message)
+    return total / n_base
+
+
+def _end_scores(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, rows: torch.Tensor,
+                engine: Engine) -> tuple[torch.Tensor, torch.Tensor]:
+    """F_t(x) and F_t(x') (mean over each image's baselines), both T×B."""
+    n_images, n_base = baselines.shape[:2]
     with torch.no_grad(), engine.precision("path_integral"):
-        scores = module(torch.cat([xs, flat_base])).float()
+        scores = module(torch.cat([xs, baselines.flatten(0, 1)])).float()
     ends = pick_scores(scores, torch.cat([rows, rows.repeat_interleave(n_base, 0)])).T      # T×(B + B·D)
-    f_baseline = ends[:, n_images:].reshape(rows.shape[1], n_images, n_base).mean(-1)
-    return IGResult(attributions=total / n_base, f_input=ends[:, :n_images], f_baseline=f_baseline)
+    return ends[:, :n_images], ends[:, n_images:].reshape(rows.shape[1], n_images, n_base).mean(-1)
+
+
+def path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: Targets, *,
+                  steps: int, rule: str, engine: Engine, progress: Progress | None = None,
+                  message: str = "Integrated Gradients") -> IGResult:
+    """IG of ``module``'s outputs ``targets`` for each image of ``xs`` (B×C×H×W), averaged over that
+    image's ``baselines`` (B×D×C×H×W); attributions T×B×C×H×W. ``targets`` are the same classes
+    for every image (a list) or each image's own (a B×T tensor).
+
+    Measured on CPU (``bench/bench_ig_rig.py``), the batched vector-Jacobian product
+    (``is_grads_batched``) is no faster than the per-target backward loop, which holds one input
+    gradient at a time.
+    """
+    xs, baselines = xs.detach().float(), baselines.detach().float()
+    rows = _rows(xs, targets)
+    positions, weights = quadrature(rule, steps)
+    attributions = _weighted_path_sum(module, xs, baselines, rows, positions, weights, engine=engine,
+                                      progress=progress, message=message)
+    f_input, f_baseline = _end_scores(module, xs, baselines, rows, engine)
+    return IGResult(attributions=attributions, f_input=f_input, f_baseline=f_baseline)
+
+
+def refined_steps(rule: str, steps: int) -> int:
+    """The next count of the refinement: 2n − 1 for the trapezoid (its nodes nest), 3n for the
+    midpoint rule (nodes (2k+1)/(2n) nest in thirds), 2n otherwise (left/right nest; Gauss–Legendre
+    does not)."""
+    return {"riemann_trapezoid": 2 * steps - 1, "riemann_middle": 3 * steps}.get(rule, 2 * steps)
+
+
+def _reuse(rule: str, old: int, new: int) -> tuple[torch.Tensor, float] | None:
+    """Which nodes of the ``new``-point rule are not in the ``old`` one, and the factor c with
+    w_new = c · w_old on the shared nodes; None when the old sum cannot be reused (not nested, or
+    the shared weights do not scale by one factor)."""
+    old_pos, old_w = quadrature(rule, old)
+    new_pos, new_w = quadrature(rule, new)
+    close = (new_pos[:, None] - old_pos[None, :]).abs() < 1e-9          # new × old
+    if not bool(close.any(0).all()):
+        return None
+    ratio = new_w[close.any(1)] / old_w
+    if not torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9, atol=0):
+        return None
+    return torch.nonzero(~close.any(1)).flatten(), float(ratio[0])
+
+
+def adaptive_path_integral(module: nn.Module, xs: torch.Tensor, baselines: torch.Tensor, targets: Targets, *,
+                           steps: int, rule: str, tolerance: float, engine: Engine,
+                           progress: Progress | None = None) -> tuple[IGResult, torch.Tensor, list[int],
+                                                                      torch.Tensor]:
+    """``path_integral`` refined until the relative completeness gap
+    |Σ IG − (F(x) − F(x'))| / |F(x) − F(x')| ≤ ``tolerance`` for every target of an image, with
+    ``steps`` as the maximum.
+
+    Rounds run 2, ``refined_steps``(2), … capped at ``steps``. Where the rule nests (trapezoid,
+    left, right, middle) a round evaluates only the new nodes and rescales the old sum; otherwise
+    (Gauss–Legendre, or the last round capped at ``steps`` off the chain) it restarts. Each image
+    stops on its own, so a batch equals its images one by one. Returns the result, the steps
+    used per image (B), the round counts (K) and the relative gap per image, target and round
+    (B×T×K, NaN after an image stopped); one host sync per round.
+    """
+    xs, baselines = xs.detach().float(), baselines.detach().float()
+    rows = _rows(xs, targets)
+    f_input, f_baseline = _end_scores(module, xs, baselines, rows, engine)
+    scale = (f_input - f_baseline).abs().clamp(min=1e-12)                 # T×B
+    rounds = [min(2, steps)]
+    while rounds[-1] < steps:
+        rounds.append(min(refined_steps(rule, rounds[-1]), steps))
+    attributions = torch.zeros(rows.shape[1], *xs.shape, device=xs.device)
+    used = torch.zeros(len(xs), dtype=torch.long)
+    gaps = torch.full((len(xs), rows.shape[1], len(rounds)), float("nan"), dtype=torch.float64)
+    active = torch.arange(len(xs))
+    for k, n in enumerate(rounds):
+        reuse = _reuse(rule, rounds[k - 1], n) if k else None
+        positions, weights = quadrature(rule, n)
+        on_device = active.to(xs.device)
+        if reuse is not None:
+            new_nodes, factor = reuse
+            positions, weights = positions[new_nodes], weights[new_nodes]
+            attributions[:, on_device] *= factor
+        else:
+            attributions[:, on_device] = 0
+        attributions[:, on_device] += _weighted_path_sum(
+            module, xs[on_device], baselines[on_device], rows[on_device], positions, weights, engine=engine,
+            progress=None, message="")
+        used[active] = n
+        gap = ((attributions[:, on_device].flatten(2).sum(-1) - (f_input - f_baseline)[:, on_device]).abs()
+               / scale[:, on_device]).T.cpu().double()                     # active×T
+        gaps[active, :, k] = gap
+        if progress is not None:
+            progress(n / steps, f"Integrated Gradients: {n} / {steps} steps at most")
+        active = active[(gap > tolerance).any(-1)]
+        if len(active) == 0:
+            break
+    return IGResult(attributions, f_input, f_baseline), used, rounds, gaps
 
 
 def integrated_gradients(module: nn.Module, x: torch.Tensor, baselines: torch.Tensor, targets: list[int], *,
@@ -148,33 +250,42 @@ def ig_baselines(model, xs: torch.Tensor, baseline: str, *, noise_draws: int, se
 
 
 def _ig_result(model, xs, targets, *, engine, progress=None, steps, baseline, rule, noise_draws, seed,
-               constant) -> IGResult:
+               constant, tolerance=0.0) -> tuple[IGResult, dict]:
+    """The IG result and its convergence extras (none when ``tolerance`` is 0: the fixed ``steps``)."""
     baselines = ig_baselines(model, xs, baseline, noise_draws=noise_draws, seed=seed, constant=constant)
-    return path_integral(model.module, xs, baselines, targets, steps=steps, rule=rule, engine=engine,
-                         progress=progress)
+    if tolerance <= 0:
+        return path_integral(model.module, xs, baselines, targets, steps=steps, rule=rule, engine=engine,
+                             progress=progress), {}
+    result, used, rounds, gaps = adaptive_path_integral(model.module, xs, baselines, targets, steps=steps, rule=rule,
+                                                        tolerance=tolerance, engine=engine, progress=progress)
+    n_targets = result.f_input.shape[0]
+    return result, {"per_target_steps_used": used.view(-1, 1).expand(-1, n_targets).numpy().copy(), "round_steps": rounds,
+                    "per_target_round_gaps": gaps.numpy()}
 
 
 def ig_attribution(model, xs: torch.Tensor, targets: Targets, *, engine: Engine, steps: int, baseline: str,
-                   rule: str, noise_draws: int, seed: int, constant: float, reduce: str = "sum") -> torch.Tensor:
+                   rule: str, noise_draws: int, seed: int, constant: float, reduce: str = "sum",
+                   tolerance: float = 0.0) -> torch.Tensor:
     """IG attributions T×B×C×H×W for a batch of images (the noise tunnel's view of ``ig``).
 
     ``reduce`` shapes only the ``ig`` method's own map; a composed map is the channel sum.
     """
     return _ig_result(model, xs, targets, engine=engine, steps=steps, baseline=baseline, rule=rule,
-                      noise_draws=noise_draws, seed=seed, constant=constant).attributions
+                      noise_draws=noise_draws, seed=seed, constant=constant, tolerance=tolerance)[0].attributions
 
 
 def _ig_batch(model, xs, targets, *, engine, progress=None, reduce, **params):
     """IG of every image of ``xs`` for its own targets (B×T): all path points of all images in
     engine batches together."""
-    result = _ig_result(model, xs, targets, engine=engine, progress=progress, **params)
+    result, convergence = _ig_result(model, xs, targets, engine=engine, progress=progress, **params)
     attributions = result.attributions.transpose(0, 1)                       # B×T×C×H×W
     return MethodOutput(maps=reduce_channels(attributions, reduce), attributions=attributions,
                         extras={"per_target_completeness_gap": result.completeness_gap.T,
                                 "per_target_f_input": result.f_input.T,
                                 "per_target_f_baseline": result.f_baseline.T,
                                 "path_points": params["steps"] * (params["noise_draws"]
-                                                                  if params["baseline"] == "noise" else 1)})
+                                                                  if params["baseline"] == "noise" else 1)}
+                        | convergence)
 
 
 def _ig(model, x, targets, *, engine, progress=None, **params):
@@ -194,6 +305,9 @@ IG = Method(
         "reduce": Param(str, "sum", choices=REDUCTIONS, widget="radio", help="channel reduction for the 2-D map"),
         "noise_draws": Param(int, 4, 1, 64, help="noise baselines averaged (baseline = noise only)"),
         "seed": Param(int, 0, 0, 2**31 - 1, widget="number", help="seed of the noise baselines"),
+        "tolerance": Param(float, 0.0, 0.0, 0.5, step=0.001,
+                           help="refine the steps until the relative completeness gap is at most this "
+                                "(steps = the maximum; 0 = the fixed steps)"),
     },
     attribute=ig_attribution, to_map=sum_over_channels, batch_fn=_ig_batch,
     reference="Captum IntegratedGradients",
