@@ -142,15 +142,27 @@ else:
     folder = folder_picker(c2, "Folder of training images of the two classes", f"{KEY_PREFIX}.folder",
                            "A dataset-export folder, or one with a subfolder of images per class named by class.")
 
+
+def training_data() -> list[tuple[rig.TrainingData, rig.TrainingData]]:
+    """(train, validation) per architecture; a warning and the page's end on a bad source."""
+    try:
+        return [session.training_sets(a.model, a.classes, folder=folder, seed=data_seed, n=n_train) for a in archs]
+    except XAIError as err:
+        st.warning(as_text(str(err)))
+        stop_page()
+
+
 try:
     archs, left_out = architectures(models, [class_a, class_b], selection.image, selection.x)
-    data = [session.training_sets(a.model, a.classes, folder=folder, seed=data_seed, n=n_train)
-            for a in archs]
-    requests = [TrainingRequest(a.model_key, train.identity, tuple(rig.parse_alphas(alpha_text)), float(lr),
-                                int(epochs)) for a, (train, _) in zip(archs, data)]
+    requests = [TrainingRequest(a.model_key, session.data_key(a.model, a.classes, folder=folder, seed=data_seed,
+                                                              n=n_train), tuple(rig.parse_alphas(alpha_text)),
+                                float(lr), int(epochs)) for a in archs]
 except XAIError as err:
     st.warning(as_text(str(err)))
     stop_page()
+# Generated images wait until training needs them (seconds on a first view); a folder is read now, so
+# that its errors show before any training.
+data = None if embedded else training_data()
 for note in left_out:
     st.warning(as_text(note))
 names = [model.categories[c] for c in archs[0].classes]  # the pair as the sidebar's model names it
@@ -160,6 +172,7 @@ rig_prov = provenance(selection, method="Reinforced IG", target=names, models=[a
 
 supports = [session.supports(request) for request in requests]
 if st.button("Train or load the support networks", type="primary", disabled=None not in supports):
+    data = data or training_data()
     for i, a in enumerate(archs):
         if supports[i] is None:
             try:
@@ -171,6 +184,7 @@ if None in supports:
     st.caption("Trained networks are stored on disk under a key of every setting (the architecture and its "
                "weights included), so the same request later (or after a restart) loads them instead of training.")
     stop_page()
+data = data or training_data()
 
 for column, a, s, (train, val), request in zip(st.columns(len(archs)), archs, supports, data, requests):
     with column:

@@ -49,7 +49,7 @@ EMBEDDED_SECOND_MODELS = ("embedded_resnet", "embedded_vgg", "embedded")
 class TrainingRequest:
     """Everything that determines one set of support networks, as the page asks for it."""
     model_key: str
-    data_identity: str        # ``TrainingData.identity`` of the training split
+    data_key: Hashable        # ``RigSession.data_key`` of the training images: same key, same images
     alphas: tuple[float, ...]
     lr: float
     epochs: int
@@ -135,14 +135,20 @@ class RigSession:
             failed[key] = err
             raise
 
-    def training_sets(self, model: LoadedModel, classes: tuple[int, int], *, folder: str | None, seed: int,
-                      n: int) -> tuple[rig.TrainingData, rig.TrainingData]:
-        """``rig.training_sets``, once per pair and source for every model that sees images alike (same
-        classes and preprocessing: the embedded architectures share theirs)."""
+    @staticmethod
+    def data_key(model: LoadedModel, classes: tuple[int, int], *, folder: str | None, seed: int,
+                 n: int) -> Hashable:
+        """What determines the training images without making them (generated images are seeded):
+        the pair and source, and how the model sees images (the embedded architectures alike)."""
         source = (folder,) if folder else (seed, n)
         sees = (tuple(model.categories), tuple(model.mean), tuple(model.std), model.input_size, model.resize_size,
                 model.interpolation)
-        return self._remember("data", (sees, classes, *source),
+        return (sees, classes, *source)
+
+    def training_sets(self, model: LoadedModel, classes: tuple[int, int], *, folder: str | None, seed: int,
+                      n: int) -> tuple[rig.TrainingData, rig.TrainingData]:
+        """``rig.training_sets``, once per ``data_key``."""
+        return self._remember("data", self.data_key(model, classes, folder=folder, seed=seed, n=n),
                               lambda: rig.training_sets(model, classes, folder=folder, seed=seed, n=n))
 
     def supports(self, request: TrainingRequest) -> rig.SupportNetworks | None:
