@@ -1,11 +1,14 @@
 """Model registry: cached pretrained weights, offline failure, user checkpoints, families. Never downloads."""
+import dataclasses
 import io
 import socket
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from xai_core import models, zoo
@@ -309,3 +312,28 @@ def test_every_name_belongs_to_exactly_one_family():
     assert models.EMBEDDED in names and set(models.TORCHVISION) <= set(names)
     with pytest.raises(ParameterError, match="embedded_vit, alexnet"):
         zoo.family_of("resnet19")
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("size", [(300, 200), (200, 300), (224, 224), (120, 90), (500, 37)])
+def test_preprocessing_equals_torchvision_transforms(interpolation, size):
+    from torchvision.transforms import functional as TF
+
+    model = dataclasses.replace(build_random("resnet18", num_classes=10), interpolation=interpolation,
+                                resize_size=160, input_size=128)
+    image = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    expected = TF.normalize(TF.to_tensor(TF.center_crop(
+        TF.resize(image, 160, interpolation=TF.InterpolationMode(interpolation), antialias=True), [128, 128])),
+        model.mean, model.std)
+    assert torch.equal(model.preprocess(image), expected)
+
+
+def test_the_torchvision_table_copies_the_weights_meta():
+    from torchvision.models import get_model_weights
+
+    from xai_core.zoo.torchvision_family import TORCHVISION
+    for name, spec in TORCHVISION.items():
+        weights = get_model_weights(name).DEFAULT
+        assert weights.url.rsplit("/", 1)[1] == spec.weights_file, name
+        assert weights.meta["num_params"] == spec.num_params, name
+        assert weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] == spec.top1, name

@@ -289,12 +289,7 @@ def _resize_geometry(model: LoadedModel, width: int, height: int) -> tuple[float
 
 
 def _mask_to_input(mask: np.ndarray, model: LoadedModel) -> np.ndarray:
-    from torchvision.transforms import functional as TF
-
-    img = Image.fromarray(mask.astype(np.uint8) * 255)
-    img = TF.resize(img, model.resize_size, interpolation=TF.InterpolationMode.NEAREST)
-    img = TF.center_crop(img, [model.input_size, model.input_size])
-    return np.asarray(img) > 127
+    return np.asarray(model.fit(Image.fromarray(mask.astype(np.uint8) * 255), "nearest")) > 127
 
 
 def ground_truth_for_input(sample: dataset.Sample, model: LoadedModel) -> dict:

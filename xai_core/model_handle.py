@@ -22,6 +22,11 @@ from .errors import ParameterError
 from .instrument.capture import get_layer, layers_with_feature_maps
 from .instrument.layout import TOKENS, Layout
 
+_PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+                "hamming": Image.Resampling.HAMMING, "lanczos": Image.Resampling.LANCZOS}
+"""torchvision's InterpolationMode values → PIL's filters (what torchvision's PIL resize uses)."""
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -165,15 +170,32 @@ class LoadedModel:
         return [self.resolve_target(t) for t in targets]
 
     # --------------------------------------------------------- pre/post-processing
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """RGB PIL image -> normalised float tensor C×H×W on the CPU (resize, centre crop)."""
-        from torchvision.transforms import functional as TF
+    def fit(self, image: Image.Image, interpolation: str | None = None) -> Image.Image:
+        """The image resized (shorter side to ``resize_size``) and centre-cropped to ``input_size``, with
+        the weights' filter or ``interpolation``: torchvision's ``resize`` and ``center_crop`` written
+        with PIL, so that loading an image does not import torchvision (seconds of the app's cold
+        start); ``tests/test_models.py`` checks it against torchvision."""
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        size = (self.resize_size, int(self.resize_size * long / short))
+        image = image.resize(size if width <= height else size[::-1], _PIL_FILTERS[interpolation or self.interpolation])
+        width, height = image.size
+        crop = self.input_size
+        if width < crop or height < crop:  # torchvision pads a smaller image with zeros, centred
+            padded = Image.new(image.mode, (max(width, crop), max(height, crop)))
+            padded.paste(image, ((padded.width - width) // 2, (padded.height - height) // 2))
+            image, (width, height) = padded, padded.size
+        top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+        return image.crop((left, top, left + crop, top + crop))
 
-        img = TF.resize(image.convert("RGB"), self.resize_size,
-                        interpolation=TF.InterpolationMode(self.interpolation), antialias=True)
-        img = TF.center_crop(img, [self.input_size, self.input_size])
-        x = TF.to_tensor(img)
-        return TF.normalize(x, self.mean, self.std)
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> normalised float tensor C×H×W on the CPU (``fit``, then /255 and the
+        weights' mean and std)."""
+        pixels = np.asarray(self.fit(image.convert("RGB")), dtype=np.float32) / 255.0
+        x = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return (x - mean) / std
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Inverse of the normalisation, clipped to [0, 1]; works on C×H×W or N×C×H×W."""
