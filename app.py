@@ -2,7 +2,9 @@
 (``ui.url_state.restore``, before anything is drawn), draws the shared sidebar once per run and
 the notice about photos on a shapes model, then the chosen page: the home page (``ui.home``) or
 one of ``pages/*.py``, grouped by what a user wants. After the page, even one that stopped
-early (``ui.url_state.stop_page``), the view is written back into the link (``ui.url_state.sync``).
+early (``ui.url_state.stop_page``), the view is written back into the link (``ui.url_state.sync``),
+and, once per process, the imports the first explanation needs start in the background
+(``ui.warm_imports``).
 
 Widgets drawn here, in the entrypoint, keep their state whatever the page (streamlit's
 "Working with widgets in multipage apps"); the pages' ``sidebar()`` calls return the selection
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import url_state
+from ui import url_state, warm_imports
 from ui.home import home, photo_notice
 from ui.sidebar import LINK_CHECKS, link_keys, shared_selection, sidebar
 
@@ -47,3 +49,4 @@ try:
             navigation.run()
 finally:
     url_state.sync(prefix, link_keys())
+    warm_imports.start_once()  # after the first page is drawn, so the cold start does not wait for it

@@ -3,6 +3,8 @@
 The RISE widgets are drawn from ``METHODS["rise"].params`` (``ui.params``): ranges, fills and
 shapes are the library's.
 """
+import time
+
 import numpy as np
 import streamlit as st
 import torch
@@ -27,6 +29,7 @@ GRID = PLOT | {"width": "content"}  # image grids keep their own width, so image
 RISE = METHODS["rise"]
 COMPARE_MAX_MASKS = 4000  # per map: the comparison runs RISE once per fill and per shape
 KEY_PREFIX = "rise_page"
+REFRESH_S = 0.5  # seconds between intermediate maps while RISE runs
 
 selection = sidebar()
 model = selection.model
@@ -72,16 +75,19 @@ acc = accumulation("rise", (selection.model_key, selection.image_hash, targets, 
 live = st.empty()
 if acc.n_done < n_masks:
     bar = progress_bar("RISE")
-    refresh = max(1, (n_masks - acc.n_done) // SEED_CHUNK // 10)  # about ten intermediate maps
+    # An intermediate map at most every REFRESH_S: drawing one costs as much as ~150 masks of the
+    # embedded model, so a fixed count of them would double a short run.
+    last_drawn = time.perf_counter()
     initial = torch.from_numpy(acc.sums[-1]).to(model.device) if acc.sums else None
     try:
-        for i, step in enumerate(rise_progressive(
+        for step in rise_progressive(
                 model, selection.x.to(model.device), targets, **mask_params, engine=get_engine(selection.device),
-                step=SEED_CHUNK, start=acc.n_done, initial=initial), start=1):
+                step=SEED_CHUNK, start=acc.n_done, initial=initial):
             acc.sums.append(step.sums.cpu().numpy())
             bar(step.n_done / n_masks, f"{step.n_done} / {n_masks} masks")
-            if i % refresh == 0 and step.n_done < n_masks:
+            if step.n_done < n_masks and time.perf_counter() - last_drawn > REFRESH_S:
                 live.plotly_chart(maps_figure(acc.sums[-1], step.n_done), **GRID)
+                last_drawn = time.perf_counter()
     except XAIError as err:
         st.error(as_text(str(err)))
         stop_page()
