@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xai_core import dataset  # noqa: E402
 from xai_core.engine import Engine  # noqa: E402
 from xai_core.methods import explain  # noqa: E402
-from xai_core.methods.rise import SEED_CHUNK, doubling_rounds, map_correlation, rise_progressive, \
-    saliency_from_sums, stopping_count  # noqa: E402
+from xai_core.methods.convergence import doubling_rounds, map_correlation  # noqa: E402
+from xai_core.methods.rise import SEED_CHUNK, rise_progressive, saliency_from_sums, stopping_count  # noqa: E402
 from xai_core.models import build_random, load_model  # noqa: E402
 from xai_core.zoo.checkpoints import final_linear  # noqa: E402
 

@@ -14,8 +14,8 @@ from xai_core import dataset
 from xai_core.engine import Engine
 from xai_core.methods import explain, explain_batch
 from xai_core.methods.integrated_gradients import _reuse, quadrature
-from xai_core.methods.rise import doubling_rounds, map_correlation, rise_progressive, saliency_from_sums, \
-    stopping_count
+from xai_core.methods.convergence import doubling_rounds, map_correlation
+from xai_core.methods.rise import rise_progressive, saliency_from_sums, stopping_count
 from xai_core.model_handle import LoadedModel
 
 TARGETS = [0, 3]

@@ -23,7 +23,7 @@ Convergence (``tolerance`` τ > 0; 0 runs exactly ``samples``): the copies run i
 10, 20, 40, … capped at ``samples`` (the maximum), and an image stops once the Pearson correlation
 of its variant map with the previous round's is ≥ 1 − τ for every target in two rounds in a
 row — the rule and its
-rationale are RISE's (``rise.run_until_converged``). The noise for ``samples`` copies is drawn up
+rationale are RISE's (``convergence.run_until_converged``). The noise for ``samples`` copies is drawn up
 front and a round uses the next draws, so a stopped map is the average over the first copies.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import torch
 
 from .base import Method, MethodOutput, Param
-from .rise import TOLERANCE, doubling_rounds, run_until_converged
+from .convergence import TOLERANCE, doubling_rounds, run_until_converged
 
 VARIANTS = ("mean", "squared", "vargrad")
 DEFAULT_BASE = "saliency"
